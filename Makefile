@@ -1,0 +1,16 @@
+# certlight: common tasks. CERTLIGHT_DATA points at the folder holding MNIST/, FashionMNIST/, cifar-10-batches-py/.
+PYTHON ?= python3
+export CERTLIGHT_DATA ?= $(abspath ../shared/data)
+
+.PHONY: install test train-mnist bench
+
+install:
+	$(PYTHON) -m pip install torch==2.14.1 torchvision==0.29.1
+	$(PYTHON) -m pip install -e ".[dev]"
+	bash .ci/install_auto_lirpa.sh
+
+test:
+	$(PYTHON) -m pytest tests
+
+train-mnist:
+	$(PYTHON) train.py experiment=paper_mnist_small

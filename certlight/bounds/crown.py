@@ -1,0 +1,184 @@
+"""CROWN backward linear bounds (Zhang et al. 2018) and CROWN-IBP (Zhang et al. 2020).
+
+A linear function of the network output, ``A @ f(x)``, is pushed backward layer by layer:
+affine layers are composed exactly, each ReLU is replaced by a linear lower or upper
+relaxation chosen by the sign of its coefficient, and what is left is a linear function of
+the input, minimised in closed form over the input box. The ReLU relaxations need bounds of
+their inputs: IBP's for CROWN-IBP, CROWN's own (layer by layer) for full CROWN.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from certlight.bounds.ibp import PreActivationBounds, interval_propagate
+from certlight.bounds.layers import BatchNormAffine, affine_for
+
+_SPEC_CHUNK = 2048  # rows of an intermediate specification bounded at once in full CROWN
+
+
+def relu_relaxation(lower: torch.Tensor, upper: torch.Tensor):
+    """Slopes and intercept of the linear bounds of ReLU on ``[lower, upper]``.
+
+    Upper line through (l, 0) and (u, u); lower line through the origin with slope 1 when
+    ``u > -l`` and 0 otherwise (the adaptive choice of CROWN). Stable neurons are exact.
+    Returns ``(lower_slope, upper_slope, upper_intercept)``.
+    """
+    active = lower >= 0
+    unstable = (lower < 0) & (upper > 0)
+    width = torch.where(unstable, upper - lower, torch.ones_like(upper))
+    upper_slope = torch.where(unstable, upper / width, active.to(upper.dtype))
+    upper_intercept = torch.where(unstable, -lower * upper / width, torch.zeros_like(upper))
+    lower_slope = torch.where(unstable, (upper > -lower).to(upper.dtype), active.to(upper.dtype))
+    return lower_slope, upper_slope, upper_intercept
+
+
+def _sum_trailing(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.flatten(2).sum(-1)
+
+
+def _conv_backward(coefficients: torch.Tensor, layer: nn.Conv2d, input_shape: torch.Size) -> torch.Tensor:
+    """``A @ conv`` through the transposed convolution, never unrolling conv to a dense matrix."""
+    batch, specs = coefficients.shape[:2]
+    out = coefficients.reshape(batch * specs, *coefficients.shape[2:])
+    expected = [
+        (o - 1) * s - 2 * p + d * (k - 1) + 1
+        for o, s, p, d, k in zip(out.shape[-2:], layer.stride, layer.padding, layer.dilation, layer.kernel_size)
+    ]
+    output_padding = [i - e for i, e in zip(input_shape[-2:], expected)]
+    back = F.conv_transpose2d(
+        out, layer.weight, None, layer.stride, layer.padding, output_padding, layer.groups, layer.dilation
+    )
+    return back.view(batch, specs, *input_shape)
+
+
+def backward_lower_bound(
+    model: nn.Sequential,
+    coefficients: torch.Tensor,
+    lower: torch.Tensor,
+    upper: torch.Tensor,
+    pre_activation: PreActivationBounds,
+    input_shapes: list[torch.Size],
+    batchnorm: BatchNormAffine | None = None,
+) -> torch.Tensor:
+    """Lower bound of ``coefficients @ model(x)`` over the box ``[lower, upper]``.
+
+    ``coefficients`` has shape (B, S, *output shape of model); ``input_shapes[i]`` is the
+    per-example input shape of ``model[i]``; ``pre_activation`` holds the bounds of every
+    ReLU input. Returns (B, S).
+    """
+    bias = coefficients.new_zeros(coefficients.shape[:2])
+    for position in reversed(range(len(model))):
+        layer = model[position]
+        if isinstance(layer, nn.Linear):
+            if layer.bias is not None:
+                bias = bias + coefficients @ layer.bias
+            coefficients = coefficients @ layer.weight
+        elif isinstance(layer, nn.Conv2d):
+            if layer.bias is not None:
+                bias = bias + (coefficients.sum(dim=(-2, -1)) * layer.bias).sum(-1)
+            coefficients = _conv_backward(coefficients, layer, input_shapes[position])
+        elif isinstance(layer, nn.ReLU):
+            lower_slope, upper_slope, upper_intercept = relu_relaxation(*pre_activation[position])
+            positive, negative = coefficients.clamp(min=0), coefficients.clamp(max=0)
+            bias = bias + _sum_trailing(negative * upper_intercept.unsqueeze(1))
+            coefficients = positive * lower_slope.unsqueeze(1) + negative * upper_slope.unsqueeze(1)
+        elif isinstance(layer, nn.Flatten):
+            coefficients = coefficients.reshape(*coefficients.shape[:2], *input_shapes[position])
+        elif isinstance(layer, _BatchNorm):
+            scale, shift = affine_for(model, position, batchnorm)
+            view = (1, 1, -1) + (1,) * (coefficients.dim() - 3)
+            bias = bias + _sum_trailing(coefficients * shift.view(view))
+            coefficients = coefficients * scale.view(view)
+        else:
+            raise TypeError(f"unsupported layer {type(layer).__name__}; run check_supported first")
+    center = ((upper + lower) / 2).flatten(1).unsqueeze(-1)
+    radius = ((upper - lower) / 2).flatten(1).unsqueeze(-1)
+    flat = coefficients.flatten(2)
+    return (flat @ center).squeeze(-1) - (flat.abs() @ radius).squeeze(-1) + bias
+
+
+def layer_input_shapes(model: nn.Sequential, example: torch.Tensor) -> list[torch.Size]:
+    """Per-example input shape of every layer (and the output shape last), from one example."""
+    shapes = []
+    hidden = example[:1]
+    with torch.no_grad():
+        for layer in model:
+            shapes.append(hidden.shape[1:])
+            # BatchNorm keeps the shape; calling it in training mode would touch running stats.
+            hidden = hidden if isinstance(layer, _BatchNorm) else layer(hidden)
+    shapes.append(hidden.shape[1:])
+    return shapes
+
+
+def crown_ibp_margin_lower(
+    model: nn.Sequential,
+    lower: torch.Tensor,
+    upper: torch.Tensor,
+    spec: torch.Tensor,
+    pre_activation: PreActivationBounds,
+    batchnorm: BatchNormAffine | None = None,
+) -> torch.Tensor:
+    """CROWN-IBP lower bounds of ``spec @ f(x)`` (B, S): CROWN backward, IBP intermediates."""
+    shapes = layer_input_shapes(model, lower)
+    return backward_lower_bound(model, spec, lower, upper, pre_activation, shapes, batchnorm)
+
+
+def _neuron_bounds(
+    model: nn.Sequential,
+    stop: int,
+    neurons: torch.Tensor,
+    lower: torch.Tensor,
+    upper: torch.Tensor,
+    pre_activation: PreActivationBounds,
+    shapes: list[torch.Size],
+    batchnorm: BatchNormAffine | None,
+):
+    """CROWN lower and upper bounds (B, len(neurons)) of chosen neurons of ``model[:stop]``'s output."""
+    out_shape = shapes[stop]
+    size = int(torch.Size(out_shape).numel())
+    batch = lower.shape[0]
+    lows, highs = [], []
+    for chunk in neurons.split(_SPEC_CHUNK):
+        rows = torch.zeros(chunk.numel(), size, dtype=lower.dtype, device=lower.device)
+        rows[torch.arange(chunk.numel()), chunk] = 1
+        rows = rows.view(-1, *out_shape)
+        spec = torch.cat([rows, -rows]).unsqueeze(0).expand(batch, *([-1] * rows.dim()))
+        bound = backward_lower_bound(model[:stop], spec, lower, upper, pre_activation, shapes[:stop], batchnorm)
+        lows.append(bound[:, : chunk.numel()])
+        highs.append(-bound[:, chunk.numel() :])
+    return torch.cat(lows, 1), torch.cat(highs, 1)
+
+
+def crown_margin_lower(
+    model: nn.Sequential,
+    lower: torch.Tensor,
+    upper: torch.Tensor,
+    spec: torch.Tensor,
+    batchnorm: BatchNormAffine | None = None,
+) -> torch.Tensor:
+    """Full CROWN lower bounds of ``spec @ f(x)``: every ReLU's input bounded by CROWN too.
+
+    Costs a backward pass per hidden neuron, so it is for evaluating small networks. Only
+    neurons that IBP leaves unstable (in some example of the batch) are re-bounded: a stable
+    neuron's relaxation is exact whatever its bounds. Each CROWN bound is intersected with
+    IBP's, which keeps it sound and never looser.
+    """
+    shapes = layer_input_shapes(model, lower)
+    _, _, ibp_pre_activation = interval_propagate(model, lower, upper, batchnorm, stop=len(model) - 1)
+    pre_activation: PreActivationBounds = {}
+    for position in sorted(ibp_pre_activation):
+        ibp_low, ibp_high = ibp_pre_activation[position]
+        low, high = ibp_low.flatten(1).clone(), ibp_high.flatten(1).clone()
+        unstable = ((low < 0) & (high > 0)).any(0).nonzero().squeeze(1)
+        if unstable.numel():
+            crown_low, crown_high = _neuron_bounds(
+                model, position, unstable, lower, upper, pre_activation, shapes, batchnorm
+            )
+            low[:, unstable] = torch.maximum(low[:, unstable], crown_low)
+            high[:, unstable] = torch.minimum(high[:, unstable], crown_high)
+        pre_activation[position] = (low.view_as(ibp_low), high.view_as(ibp_high))
+    return backward_lower_bound(model, spec, lower, upper, pre_activation, shapes, batchnorm)

@@ -1,0 +1,70 @@
+"""Margin bounds computed by auto_LiRPA on the very same network (it shares the parameters)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+from torch import nn
+
+from certlight.bounds.spec import margin_spec
+from certlight.errors import CertlightError
+
+_METHODS = {"ibp": "IBP", "crown_ibp": "CROWN-IBP", "crown": "CROWN"}
+
+
+def lirpa_available() -> bool:
+    return importlib.util.find_spec("auto_LiRPA") is not None
+
+
+class LirpaBounds:
+    """The backend interface of :class:`certlight.bounds.backends.NativeBounds`, via auto_LiRPA.
+
+    Kept out of the ``nn.Module`` tree on purpose: the wrapped BoundedModule holds the same
+    parameter tensors as ``net``, and registering it would save and optimise them twice.
+    """
+
+    def __init__(self, net: nn.Module):
+        if not lirpa_available():
+            raise CertlightError(
+                "bounds.backend=auto_lirpa needs auto_LiRPA: "
+                "pip install --no-deps auto-lirpa==0.3 appdirs  (or bounds.backend=native)"
+            )
+        from certlight.bounds.lirpa.compat import load
+
+        self.lirpa = load()
+        self.net = net
+        self.bounded = None
+        self.num_classes = 0
+
+    def _module(self, x: torch.Tensor):
+        # Built on first use, on the device the data is on (Lightning moves the net after init).
+        if self.bounded is None:
+            # Traced in eval mode: a one-example batch cannot be normalised by its own statistics.
+            example = torch.zeros_like(x[:1])
+            was_training = self.net.training
+            self.net.eval()
+            self.bounded = self.lirpa.BoundedModule(self.net, example, device=str(x.device))
+            with torch.no_grad():
+                self.num_classes = self.net(example).shape[1]
+            self.net.train(was_training)
+            self.bounded.train(was_training)
+        return self.bounded
+
+    def clean_forward(self, x: torch.Tensor):
+        return self.net(x), None
+
+    def margins(self, x, lower, upper, y, method: str = "ibp", batchnorm=None) -> torch.Tensor:
+        module = self._module(x)
+        module.train(self.net.training)  # BatchNorm: batch statistics in training, running in eval
+        perturbation = self.lirpa.PerturbationLpNorm(norm=float("inf"), x_L=lower, x_U=upper)
+        bounded_x = self.lirpa.BoundedTensor(x, perturbation)
+        spec = margin_spec(y, self.num_classes, x.dtype)
+        lower_bound, _ = module.compute_bounds(x=(bounded_x,), method=_METHODS[method], C=spec, bound_upper=False)
+        return lower_bound
+
+    def mixed(self, x, lower, upper, y, beta: float, batchnorm=None) -> torch.Tensor:
+        ibp = self.margins(x, lower, upper, y, "ibp")
+        if beta == 0:
+            return ibp
+        return beta * self.margins(x, lower, upper, y, "crown_ibp") + (1 - beta) * ibp

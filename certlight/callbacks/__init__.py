@@ -1,0 +1,5 @@
+"""Lightning callbacks: schedules, results file."""
+
+from certlight.callbacks.schedule import ScheduleCallback
+
+__all__ = ["ScheduleCallback"]

@@ -1,0 +1,91 @@
+"""LightningDataModule over the registry's datasets: train batches carry example indices."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from certlight.data.indexed import IndexedImages, keep_batch
+from certlight.data.registry import check_files, dataset_info
+from certlight.errors import CertlightError
+
+
+def default_data_root() -> str:
+    return os.environ.get("CERTLIGHT_DATA", "./data")
+
+
+class CertifiedDataModule(pl.LightningDataModule):
+    """Train on the training set, evaluate on the test set (as the paper reports).
+
+    ``train_subset``/``test_subset`` keep the first N examples, for quick runs and tests; the
+    indices stay positions in the full training set.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        root: str | None = None,
+        batch_size: int = 100,
+        eval_batch_size: int = 1000,
+        num_workers: int = 0,
+        train_subset: int | None = None,
+        test_subset: int | None = None,
+        augment: bool | None = None,
+    ):
+        super().__init__()
+        self.info = dataset_info(name)
+        self.root = Path(root if root is not None else default_data_root()).expanduser()
+        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if int(value) <= 0:
+                raise CertlightError(f"dataset.{key} must be a positive integer, got {value}")
+        for key, value in (("train_subset", train_subset), ("test_subset", test_subset)):
+            if value is not None and int(value) <= 0:
+                raise CertlightError(f"dataset.{key} must be null or a positive integer, got {value}")
+        if num_workers < 0:
+            raise CertlightError(f"dataset.num_workers must be >= 0, got {num_workers}")
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.train_subset, self.test_subset = train_subset, test_subset
+        self.augment = self.info.augment if augment is None else augment
+        self.train_set: IndexedImages | None = None
+        self.test_set: IndexedImages | None = None
+        self.num_train_total = 0
+
+    def prepare_data(self) -> None:
+        check_files(self.info, self.root)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        check_files(self.info, self.root)
+        folder = self.root / self.info.folder
+        train_images, train_labels = self.info.load(folder, True)
+        test_images, test_labels = self.info.load(folder, False)
+        self.num_train_total = train_labels.shape[0]
+        if self.train_subset is not None:
+            train_images, train_labels = train_images[: self.train_subset], train_labels[: self.train_subset]
+        if self.test_subset is not None:
+            test_images, test_labels = test_images[: self.test_subset], test_labels[: self.test_subset]
+        self.train_set = IndexedImages(train_images, train_labels, self.info.mean, self.info.std, self.augment)
+        self.test_set = IndexedImages(test_images, test_labels, self.info.mean, self.info.std, False)
+
+    def _loader(self, dataset: IndexedImages, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=keep_batch,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()

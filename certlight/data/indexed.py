@@ -1,0 +1,71 @@
+"""In-memory datasets that yield ``(x, y, index)`` a whole batch at a time.
+
+The index is the example's position in the full training set, stable across epochs, shuffles
+and DDP ranks, which is what per-example state (auto-tuned epsilon) is keyed by. Images stay
+uint8 until a batch is drawn; normalisation and augmentation run on the batch tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+
+def random_crop_flip(images: torch.Tensor, padding: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-example random crop (zero padding) and horizontal flip of a (B, C, H, W) batch."""
+    batch, _, height, width = images.shape
+    padded = torch.nn.functional.pad(images, (padding,) * 4)
+    device = images.device
+    top = torch.randint(0, 2 * padding + 1, (batch,), device=device, generator=generator)
+    left = torch.randint(0, 2 * padding + 1, (batch,), device=device, generator=generator)
+    rows = (top.unsqueeze(1) + torch.arange(height, device=device)).view(batch, 1, height, 1)
+    cols = (left.unsqueeze(1) + torch.arange(width, device=device)).view(batch, 1, 1, width)
+    flip = torch.rand(batch, device=device, generator=generator) < 0.5
+    cols = torch.where(flip.view(batch, 1, 1, 1), cols.flip(-1), cols)
+    batch_index = torch.arange(batch, device=device).view(batch, 1, 1, 1)
+    channel_index = torch.arange(images.shape[1], device=device).view(1, -1, 1, 1)
+    return padded[batch_index, channel_index, rows, cols]
+
+
+def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float, scaled to [0, 1] then standardised per channel."""
+    view = (1, -1, 1, 1)
+    mean_t = torch.as_tensor(mean, device=images.device).view(view)
+    std_t = torch.as_tensor(std, device=images.device).view(view)
+    return (images.float() / 255.0 - mean_t) / std_t
+
+
+class IndexedImages(Dataset):
+    """uint8 images with labels; ``__getitems__`` returns one normalised batch ``(x, y, index)``."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        mean: Sequence[float],
+        std: Sequence[float],
+        augment: bool = False,
+    ):
+        self.images, self.labels = images, labels
+        self.mean, self.std, self.augment = tuple(mean), tuple(std), augment
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def __getitems__(self, indices: Sequence[int]):
+        index = torch.as_tensor(indices, dtype=torch.long)
+        images = self.images[index]
+        if self.augment:
+            images = random_crop_flip(images)
+        return normalize(images, self.mean, self.std), self.labels[index], index
+
+    def __getitem__(self, position: int):
+        x, y, index = self.__getitems__([position])
+        return x[0], y[0], index[0]
+
+
+def keep_batch(batch):
+    """Collate function for datasets that already return whole batches."""
+    return batch

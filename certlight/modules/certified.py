@@ -1,0 +1,159 @@
+"""The LightningModules: one shared certified-training step, siblings differ only in the bound."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+
+from certlight.bounds import input_box, is_verified, worst_case_logits
+from certlight.bounds.backends import make_backend
+from certlight.bounds.layers import BatchNormAffine
+from certlight.errors import CertlightError
+from certlight.losses import Reweighting, certified_loss, softmax_margin
+from certlight.modules.auto_eps import AutoEpsilon
+from certlight.schedules import ScheduleValues
+
+
+class CertifiedModule(pl.LightningModule):
+    """Shared step: clean forward, per-example input box, margin bounds, weighted mixed loss.
+
+    Epsilon, kappa and beta come from :class:`certlight.callbacks.ScheduleCallback` through
+    ``schedule_values``; evaluation reports clean error and verified error at ``eps_eval``
+    under each method in ``eval_methods`` and their best (an example counts as verified when
+    any sound method verifies it).
+    """
+
+    eval_methods: tuple[str, ...] = ("ibp",)
+
+    def __init__(
+        self,
+        net: nn.Sequential,
+        mean: Sequence[float],
+        std: Sequence[float],
+        eps_eval: float,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        lr_scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        reweight: Reweighting | None = None,
+        auto_eps: AutoEpsilon | None = None,
+        bounds_backend: str = "native",
+    ):
+        super().__init__()
+        self.bounder = make_backend(bounds_backend, net)
+        if not 0 <= eps_eval <= 1:
+            raise CertlightError(f"eps.eval={eps_eval} must lie in [0, 1] (pixel space)")
+        self.net = net
+        self.mean, self.std, self.eps_eval = tuple(mean), tuple(std), float(eps_eval)
+        self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
+        self.reweight = reweight or Reweighting(kind="none")
+        self.auto_eps = auto_eps
+        self.schedule_values: ScheduleValues | None = None
+        self.val_clean_err = MeanMetric()
+        self.val_verified_err = nn.ModuleDict({m: MeanMetric() for m in (*self.eval_methods, "best")})
+
+    # --- the bound: what siblings change -------------------------------------------------
+    def robust_margin_lower(self, x, lower, upper, y, batchnorm: BatchNormAffine | None, values: ScheduleValues):
+        raise NotImplementedError
+
+    # --- training ------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        x, y, index = batch
+        values = self.schedule_values
+        if values is None:
+            raise CertlightError("no epsilon/kappa schedule set: add certlight.callbacks.ScheduleCallback to the Trainer")
+        logits, batchnorm = self.bounder.clean_forward(x)
+        eps = self.auto_eps.epsilon(index, values.eps) if self.auto_eps is not None else x.new_full((x.shape[0],), values.eps)
+        lower, upper = input_box(x, eps, self.mean, self.std)
+        margin_lower = self.robust_margin_lower(x, lower, upper, y, batchnorm, values)
+        worst = worst_case_logits(margin_lower, y)
+        margin = softmax_margin(worst, y)
+        weights = self.reweight(margin)
+        loss = certified_loss(logits, worst, y, values.kappa, weights)
+        if self.auto_eps is not None:
+            self.auto_eps.update(*self._gathered(index, margin.detach()))
+        self.log_dict(
+            {
+                "train/loss": loss,
+                "train/clean_err": (logits.argmax(1) != y).float().mean(),
+                "train/robust_err": (~is_verified(margin_lower)).float().mean(),
+                "train/mean_weight": weights.mean() if weights is not None else torch.ones(()),
+                "train/mean_eps": eps.mean(),
+            },
+            on_step=False,
+            on_epoch=True,
+            prog_bar=False,
+        )
+        self.log_dict({"schedule/eps": values.eps, "schedule/kappa": values.kappa, "schedule/beta": values.beta}, on_step=True, on_epoch=False)
+        if self.auto_eps is not None:
+            self.log("train/offset_nonzero_frac", (self.auto_eps.offsets > 0).float().mean(), on_step=False, on_epoch=True)
+        return loss
+
+    def _gathered(self, index: torch.Tensor, margin: torch.Tensor):
+        """Every rank's (index, margin), so all ranks apply identical auto-eps updates."""
+        if self.trainer is None or self.trainer.world_size == 1:
+            return index, margin
+        return self.all_gather(index).flatten(), self.all_gather(margin).flatten()
+
+    # --- evaluation ----------------------------------------------------------------------
+    @torch.no_grad()
+    def certify(self, x: torch.Tensor, y: torch.Tensor, eps: float, methods: Sequence[str]):
+        """Clean predictions and, per method, (B,) verified flags at ``eps`` (eval mode)."""
+        logits = self.net(x)
+        lower, upper = input_box(x, eps, self.mean, self.std)
+        verified = {m: is_verified(self.bounder.margins(x, lower, upper, y, m)) for m in methods}
+        return logits, verified
+
+    def validation_step(self, batch, batch_idx):
+        x, y, _ = batch
+        logits, verified = self.certify(x, y, self.eps_eval, self.eval_methods)
+        self.val_clean_err.update((logits.argmax(1) != y).float())
+        best = torch.zeros_like(y, dtype=torch.bool)
+        for method, flags in verified.items():
+            self.val_verified_err[method].update((~flags).float())
+            best |= flags
+        self.val_verified_err["best"].update((~best).float())
+
+    def on_validation_epoch_end(self):
+        self.log("val/clean_err", self.val_clean_err.compute(), prog_bar=True)
+        self.val_clean_err.reset()
+        for method, metric in self.val_verified_err.items():
+            name = "val/verified_err" if method == "best" else f"val/verified_err_{method}"
+            self.log(name, metric.compute(), prog_bar=method == "best")
+            metric.reset()
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.lr_scheduler_factory(optimizer=optimizer), "interval": "epoch"}}
+
+
+class NaturalModule(CertifiedModule):
+    """Plain training on clean inputs (kappa = 1 always); still reports verified error."""
+
+    def training_step(self, batch, batch_idx):
+        x, y, _ = batch
+        logits = self.net(x)
+        loss = F.cross_entropy(logits, y)
+        self.log_dict({"train/loss": loss, "train/clean_err": (logits.argmax(1) != y).float().mean()}, on_step=False, on_epoch=True)
+        return loss
+
+
+class IBPModule(CertifiedModule):
+    """IBP certified training (Gowal et al. 2019)."""
+
+    def robust_margin_lower(self, x, lower, upper, y, batchnorm, values):
+        return self.bounder.mixed(x, lower, upper, y, 0.0, batchnorm)
+
+
+class CrownIBPModule(CertifiedModule):
+    """CROWN-IBP certified training (Zhang et al. 2020): ``beta*CROWN-IBP + (1-beta)*IBP``."""
+
+    eval_methods = ("ibp", "crown_ibp")
+
+    def robust_margin_lower(self, x, lower, upper, y, batchnorm, values):
+        return self.bounder.mixed(x, lower, upper, y, values.beta, batchnorm)

@@ -1,0 +1,128 @@
+import pytest
+import torch
+from conftest import random_convnet, random_mlp
+from torch import nn
+
+from certlight.bounds import clean_forward, input_box, margin_lower_bounds, margin_spec, mixed_margin_lower
+from certlight.bounds.layers import channel_view
+from certlight.evaluation import pgd_margins
+
+METHODS = ("ibp", "crown_ibp", "crown")
+
+
+def sampled_min_margins(forward, lower, upper, spec, count=1000):
+    mins = []
+    for i in range(lower.shape[0]):
+        points = lower[i] + (upper[i] - lower[i]) * torch.rand(count, *lower.shape[1:])
+        points[: count // 3] = torch.where(torch.rand_like(points[: count // 3]) < 0.5, lower[i], upper[i])
+        with torch.no_grad():
+            mins.append((forward(points) @ spec[i].T).min(0).values)
+    return torch.stack(mins)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_sampled_and_attacked_points_never_beat_any_bound(seed, batchnorm):
+    model = random_convnet(seed, batchnorm=batchnorm)
+    x = torch.rand(6, 2, 7, 7)
+    y = torch.randint(0, 5, (6,))
+    eps = torch.tensor([0.0, 0.005, 0.02, 0.05, 0.1, 0.3])
+    mean, std = [0.3, 0.5], [0.5, 0.25]
+    lower, upper = input_box(x, eps, mean, std)
+    spec = margin_spec(y, 5)
+    sampled = sampled_min_margins(model, lower, upper, spec)
+    attacked = pgd_margins(model, x, y, eps, mean, std, steps=20, restarts=2)
+    for method in METHODS:
+        bound = margin_lower_bounds(model, lower, upper, y, method)
+        assert (bound <= sampled + 1e-4).all(), method
+        assert (bound <= attacked + 1e-4).all(), method
+
+
+def test_training_mode_batchnorm_bounds_are_sound_for_the_batch_statistics():
+    model = random_convnet(7, batchnorm=True).train()
+    x = torch.rand(8, 2, 7, 7)
+    y = torch.randint(0, 5, (8,))
+    _, affine = clean_forward(model, x)
+    lower, upper = input_box(x, 0.03, [0.0], [1.0])
+
+    def fixed_statistics_forward(points):
+        hidden = points
+        for position, layer in enumerate(model):
+            if position in affine:
+                scale, shift = affine[position]
+                hidden = hidden * channel_view(scale, hidden) + channel_view(shift, hidden)
+            else:
+                hidden = layer(hidden)
+        return hidden
+
+    spec = margin_spec(y, 5)
+    sampled = sampled_min_margins(fixed_statistics_forward, lower, upper, spec, 800)
+    for beta in (0.0, 0.5, 1.0):
+        bound = mixed_margin_lower(model, lower, upper, y, beta, affine)
+        assert (bound <= sampled + 1e-4).all()
+
+
+def test_tightness_order_ibp_crown_ibp_crown_on_average():
+    gaps = {m: [] for m in METHODS}
+    for seed in range(5):
+        model = random_mlp(seed, widths=(20, 40, 40, 10))
+        x = torch.rand(16, 20)
+        y = torch.randint(0, 10, (16,))
+        lower, upper = input_box(x, 0.05, [0.0], [1.0])
+        for method in METHODS:
+            gaps[method].append(margin_lower_bounds(model, lower, upper, y, method).mean())
+    ibp, crown_ibp, crown = (torch.stack(gaps[m]).mean() for m in METHODS)
+    assert crown_ibp >= ibp
+    assert crown >= crown_ibp
+
+
+def test_full_crown_is_never_looser_than_crown_ibp_per_margin():
+    model = random_convnet(3)
+    x = torch.rand(5, 2, 7, 7)
+    y = torch.randint(0, 5, (5,))
+    lower, upper = input_box(x, 0.05, [0.0], [1.0])
+    crown_ibp = margin_lower_bounds(model, lower, upper, y, "crown_ibp")
+    crown = margin_lower_bounds(model, lower, upper, y, "crown")
+    # Intermediate bounds only tighten, but CROWN's adaptive lower slope can move either way;
+    # allow a tiny tolerance and require a real improvement on average.
+    assert crown.mean() > crown_ibp.mean()
+
+
+def test_crown_is_exact_on_a_network_without_unstable_neurons():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 3))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.eye(4, 3))
+        model[1].bias.fill_(1.0)  # inputs in [0,1] -> every neuron active: the network is affine
+    x = torch.rand(2, 3) * 0.5 + 0.25
+    y = torch.tensor([0, 2])
+    lower, upper = input_box(x, 0.1, [0.0], [1.0])
+    crown = margin_lower_bounds(model, lower, upper, y, "crown_ibp")
+    weight = margin_spec(y, 3) @ model[3].weight @ model[1].weight[:, :3]
+    bias = margin_spec(y, 3) @ (model[3].weight @ model[1].bias + model[3].bias)
+    exact = torch.stack([(weight[i] @ ((lower[i] + upper[i]) / 2)) - weight[i].abs() @ ((upper[i] - lower[i]) / 2) + bias[i] for i in range(2)])
+    torch.testing.assert_close(crown, exact, rtol=1e-5, atol=1e-5)
+
+
+def test_per_example_eps_matches_single_examples_for_crown_ibp():
+    model = random_convnet(4, batchnorm=True)
+    x = torch.rand(4, 2, 7, 7)
+    y = torch.randint(0, 5, (4,))
+    eps = torch.tensor([0.0, 0.02, 0.07, 0.15])
+    lower, upper = input_box(x, eps, [0.0], [1.0])
+    batched = margin_lower_bounds(model, lower, upper, y, "crown_ibp")
+    for i in range(4):
+        lo, hi = input_box(x[i : i + 1], float(eps[i]), [0.0], [1.0])
+        torch.testing.assert_close(batched[i : i + 1], margin_lower_bounds(model, lo, hi, y[i : i + 1], "crown_ibp"), rtol=1e-4, atol=1e-5)
+
+
+def test_beta_zero_is_exactly_ibp_and_gradients_flow_through_the_mix():
+    model = random_convnet(5).train()
+    x = torch.rand(4, 2, 7, 7)
+    y = torch.randint(0, 5, (4,))
+    lower, upper = input_box(x, 0.05, [0.0], [1.0])
+    assert torch.equal(mixed_margin_lower(model, lower, upper, y, 0.0), margin_lower_bounds(model, lower, upper, y, "ibp"))
+    mixed = mixed_margin_lower(model, lower, upper, y, 0.5)
+    mixed.sum().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)

@@ -1,0 +1,71 @@
+import re
+
+import pytest
+from conftest import REPO, compose_train, tiny_run_overrides
+
+from certlight.errors import CertlightError
+from certlight.pipeline import build_run
+
+GROUPS = ["dataset", "model", "method", "schedule", "reweight", "auto_eps", "trainer", "logger", "experiment"]
+
+
+def options(group):
+    return sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml"))
+
+
+def test_every_group_has_the_promised_options():
+    assert options("dataset") == ["cifar10", "fashion_mnist", "mnist"]
+    assert {"dm_small", "dm_medium", "dm_large", "cnn7_bn"} <= set(options("model"))
+    assert {"natural", "ibp", "crown_ibp"} <= set(options("method"))
+    assert options("trainer") == ["cpu", "ddp", "gpu"]
+    assert options("logger") == ["csv", "tensorboard", "wandb"]
+    assert {"paper_mnist_small", "paper_mnist_large"} <= set(options("experiment"))
+
+
+@pytest.mark.parametrize("group, option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_option_composes_and_builds(group, option, fake_data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = compose_train([f"{group}={option}", f"data.root={fake_data_root}"], tmp_path)
+    if group == "trainer" and option != "cpu":
+        return  # needs a GPU or several processes; composition is what we check here
+    run = build_run(cfg)
+    assert run.module.net is not None and run.trainer.max_epochs == cfg.trainer.max_epochs
+
+
+def test_dataset_sets_its_epsilon_defaults(tmp_path):
+    cfg = compose_train(["dataset=cifar10"], tmp_path)
+    assert (cfg.eps.train, cfg.eps.eval) == ("8.8/255", "8/255")
+    assert compose_train(["dataset=fashion_mnist"], tmp_path).eps.eval == 0.1
+
+
+def test_paper_recipe_values(tmp_path):
+    cfg = compose_train(["experiment=paper_mnist_small"], tmp_path)
+    assert cfg.model._target_.endswith("dm_small") and cfg.method._target_.endswith("IBPModule")
+    assert (cfg.eps.train, cfg.eps.eval, cfg.dataset.batch_size, cfg.trainer.max_epochs) == (0.4, 0.3, 100, 100)
+    assert (cfg.schedule.warmup_epochs, cfg.schedule.ramp_epochs) == (3, 17)
+    assert list(cfg.lr_scheduler.milestones) == [25, 42] and cfg.optimizer.lr == 0.001
+    assert compose_train(["experiment=paper_mnist_large"], tmp_path).model._target_.endswith("dm_large")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("eps.train=-0.1", "eps.train=-0.1 must lie in [0, 1]"),
+        ("eps.eval=1.5", "eps.eval=1.5 must lie in [0, 1]"),
+        ("eps.eval=abc", "eps.eval='abc' is not a number"),
+        ("reweight.gamma=-2", "reweight.gamma=-2 must be >= 0"),
+        ("auto_eps.eps_maxoff=0.5", "auto_eps.eps_maxoff=0.5 must lie in [0, eps.train=0.1]"),
+        ("dataset.name=svhn", "unknown dataset 'svhn'"),
+        ("trainer.max_epochs=0", "trainer.max_epochs=0 must be a positive integer"),
+        ("schedule.kappa_start=2", "schedule.kappa_start=2"),
+    ],
+)
+def test_bad_values_fail_before_training_with_a_named_error(override, message, fake_data_root, tmp_path):
+    cfg = compose_train(tiny_run_overrides(fake_data_root, override), tmp_path)
+    with pytest.raises(CertlightError, match=re.escape(message)):
+        build_run(cfg)
+
+
+def test_fraction_epsilons_are_parsed(fake_data_root, tmp_path):
+    run = build_run(compose_train(tiny_run_overrides(fake_data_root, "eps.train=8.8/255", "eps.eval=8/255"), tmp_path))
+    assert run.eps_train == pytest.approx(8.8 / 255) and run.module.eps_eval == pytest.approx(8 / 255)

@@ -1,0 +1,82 @@
+import pytest
+import torch
+from conftest import SHARED_DATA
+
+from certlight.data import CertifiedDataModule, dataset_info
+from certlight.data.indexed import random_crop_flip
+from certlight.errors import CertlightError
+
+
+def test_train_batches_carry_unique_stable_indices_covering_the_set(fake_data_root):
+    datamodule = CertifiedDataModule("mnist", str(fake_data_root), batch_size=32)
+    datamodule.setup("fit")
+    images = datamodule.train_set.images
+    seen = []
+    for epoch in range(2):
+        torch.manual_seed(epoch)
+        indices = torch.cat([index for x, y, index in datamodule.train_dataloader()])
+        assert indices.unique().numel() == indices.numel() == len(datamodule.train_set)
+        seen.append(indices)
+        for x, y, index in datamodule.train_dataloader():
+            # the index names the example: its stored image and label
+            assert torch.equal((x * 255).round().to(torch.uint8), images[index])
+            assert torch.equal(y, datamodule.train_set.labels[index])
+            break
+    assert not torch.equal(seen[0], seen[1])  # shuffled, yet the same set
+    assert torch.equal(seen[0].sort().values, torch.arange(300))
+
+
+def test_subsets_keep_positions_in_the_full_training_set(fake_data_root):
+    datamodule = CertifiedDataModule("mnist", str(fake_data_root), train_subset=50, test_subset=20)
+    datamodule.setup()
+    assert len(datamodule.train_set) == 50 and len(datamodule.test_set) == 20
+    assert datamodule.num_train_total == 300
+
+
+def test_cifar_fixture_loads_normalised_and_augmented(fake_data_root):
+    datamodule = CertifiedDataModule("cifar10", str(fake_data_root), batch_size=16)
+    datamodule.setup()
+    assert len(datamodule.train_set) == 100 and len(datamodule.test_set) == 20
+    x, y, index = next(iter(datamodule.train_dataloader()))
+    assert x.shape == (16, 3, 32, 32) and x.dtype == torch.float32
+    info = dataset_info("cifar10")
+    low = (0 - torch.tensor(info.mean)) / torch.tensor(info.std)
+    assert (x.amin(dim=(0, 2, 3)) >= low.view(3) - 1e-5).all()
+    assert datamodule.train_set.augment and not datamodule.test_set.augment
+
+
+def test_random_crop_flip_moves_pixels_but_keeps_content():
+    images = torch.arange(2 * 1 * 6 * 6, dtype=torch.uint8).view(2, 1, 6, 6)
+    torch.manual_seed(0)
+    out = random_crop_flip(images, padding=2)
+    assert out.shape == images.shape
+    for i in range(2):
+        values = set(out[i].flatten().tolist()) - {0}
+        assert values <= set(images[i].flatten().tolist())
+
+
+def test_missing_dataset_names_the_expected_path(tmp_path):
+    with pytest.raises(CertlightError) as error:
+        CertifiedDataModule("mnist", str(tmp_path)).prepare_data()
+    assert str(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte") in str(error.value)
+    with pytest.raises(CertlightError, match="cifar-10-batches-py/data_batch_1"):
+        CertifiedDataModule("cifar10", str(tmp_path)).prepare_data()
+
+
+def test_unknown_dataset_lists_the_allowed_ones():
+    with pytest.raises(CertlightError, match="unknown dataset 'svhn'; allowed: mnist, fashion_mnist, cifar10"):
+        CertifiedDataModule("svhn")
+
+
+def test_bad_batch_size_is_named(fake_data_root):
+    with pytest.raises(CertlightError, match="dataset.batch_size must be a positive integer, got 0"):
+        CertifiedDataModule("mnist", str(fake_data_root), batch_size=0)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "MNIST").is_dir(), reason="shared MNIST copy not present")
+@pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+def test_the_real_offline_datasets_load(name, folder):
+    datamodule = CertifiedDataModule(name, str(SHARED_DATA))
+    datamodule.setup()
+    assert len(datamodule.train_set) == 60000 and len(datamodule.test_set) == 10000
+    assert datamodule.train_set.labels.unique().tolist() == list(range(10))

@@ -1,0 +1,66 @@
+"""auto_LiRPA as an independent oracle: our bounds must equal its bounds on the same box."""
+
+import pytest
+import torch
+from conftest import compose_train, random_convnet, tiny_run_overrides
+
+from certlight.bounds import input_box, margin_lower_bounds
+from certlight.bounds.backends import make_backend
+from certlight.bounds.lirpa import lirpa_available
+from certlight.errors import CertlightError
+from certlight.models import cnn7_bn, dm_small
+
+pytestmark = pytest.mark.skipif(not lirpa_available(), reason="auto_LiRPA not installed (CI installs it)")
+
+
+def assert_relative_close(ours, theirs, tolerance=1e-4):
+    scale = theirs.abs().max().clamp(min=1.0)
+    assert (ours - theirs).abs().max() <= tolerance * scale, ((ours - theirs).abs().max(), scale)
+
+
+def conv_bn_net():
+    model = cnn7_bn(1, 12, 10)
+    for layer in model:
+        if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+            layer.running_mean.uniform_(-0.2, 0.2)
+            layer.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+@pytest.mark.parametrize("build, shape", [(lambda: dm_small().eval(), (1, 28, 28)), (conv_bn_net, (1, 12, 12)), (lambda: random_convnet(0, True), (2, 7, 7))])
+@pytest.mark.parametrize("method", ["ibp", "crown_ibp"])
+def test_native_bounds_equal_auto_lirpa(build, shape, method):
+    torch.manual_seed(0)
+    model = build()
+    classes = model[-1].out_features
+    x = torch.rand(6, *shape)
+    y = torch.randint(0, classes, (6,))
+    lower, upper = input_box(x, torch.linspace(0.0, 0.1, 6), [0.0] * shape[0], [1.0] * shape[0])
+    ours = margin_lower_bounds(model, lower, upper, y, method)
+    theirs = make_backend("auto_lirpa", model).margins(x, lower, upper, y, method)
+    assert_relative_close(ours, theirs)
+
+
+def test_full_crown_is_sound_against_auto_lirpa_crown():
+    model = random_convnet(2)
+    x = torch.rand(4, 2, 7, 7)
+    y = torch.randint(0, 5, (4,))
+    lower, upper = input_box(x, 0.05, [0.0], [1.0])
+    ours = margin_lower_bounds(model, lower, upper, y, "crown")
+    theirs = make_backend("auto_lirpa", model).margins(x, lower, upper, y, "crown")
+    # Ours intersects every intermediate bound with IBP's, so it may be tighter, never looser
+    # beyond float error.
+    assert (ours >= theirs - 1e-4 * theirs.abs().max().clamp(min=1)).all()
+
+
+def test_training_with_the_auto_lirpa_backend(fake_data_root, tmp_path):
+    from certlight.pipeline import train
+
+    cfg = compose_train(tiny_run_overrides(fake_data_root, "bounds.backend=auto_lirpa", "method=crown_ibp", "trainer.max_epochs=1", "dataset.train_subset=100"), tmp_path)
+    results = train(cfg, tmp_path)
+    assert 0 <= results["verified_err"] <= 1
+
+
+def test_unknown_backend_is_named():
+    with pytest.raises(CertlightError, match="bounds.backend='eran' is unknown; allowed: native, auto_lirpa"):
+        make_backend("eran", dm_small())

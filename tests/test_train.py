@@ -1,0 +1,85 @@
+"""End to end: train.py as a user runs it, on the fixture data."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from conftest import REPO, compose_train, tiny_run_overrides
+
+from certlight.pipeline import build_run, train
+
+
+def run_train_py(*args, cwd):
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_train_py_trains_and_writes_results(fake_data_root, tmp_path):
+    out = tmp_path / "run"
+    proc = run_train_py(*tiny_run_overrides(fake_data_root), f"hydra.run.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["epochs"] == 2 and results["method"] == "IBPModule" and results["dataset"] == "mnist"
+    assert 0 <= results["clean_err"] <= results["verified_err"] <= 1
+    assert results["hardware"] and results["wall_time_s"] > 0
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    assert "verified error" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("eps.eval=1.5", "eps.eval=1.5 must lie in [0, 1]"),
+        ("data.root=/nonexistent/data", "/nonexistent/data/MNIST/raw/train-images-idx3-ubyte"),
+        ("reweight.gamma=-1", "reweight.gamma=-1 must be >= 0"),
+    ],
+)
+def test_train_py_reports_bad_input_in_one_line_without_a_traceback(override, message, fake_data_root, tmp_path):
+    proc = run_train_py(*tiny_run_overrides(fake_data_root), override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert message in proc.stderr and "certlight: error:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_learning_on_separable_fixture_data_reduces_clean_error(fake_data_root, tmp_path):
+    cfg = compose_train(tiny_run_overrides(fake_data_root, "trainer.max_epochs=4", "method=natural"), tmp_path)
+    results = train(cfg, tmp_path)
+    assert results["clean_err"] < 0.3
+
+
+def test_crown_ibp_reports_both_verifiers_and_their_best(fake_data_root, tmp_path):
+    cfg = compose_train(tiny_run_overrides(fake_data_root, "method=crown_ibp", "model=cnn7_bn", "dataset.train_subset=100"), tmp_path)
+    results = train(cfg, tmp_path)
+    by_method = results["verified_err_by_method"]
+    assert set(by_method) == {"ibp", "crown_ibp"}
+    assert results["verified_err"] <= min(by_method.values())
+
+
+def test_resume_continues_schedule_and_auto_eps_state(fake_data_root, tmp_path):
+    overrides = tiny_run_overrides(fake_data_root, "auto_eps.eps_maxoff=0.1", "reweight.gamma=5", "trainer.max_epochs=1")
+    first = compose_train(overrides, tmp_path / "a")
+    train(first, tmp_path / "a")
+    checkpoint = torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=False)
+    saved = checkpoint["state_dict"]["auto_eps.offsets"]
+    assert (saved > 0).any()
+
+    resumed = compose_train([*overrides[:-1], "trainer.max_epochs=2", f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}"], tmp_path / "b")
+    run = build_run(resumed)
+    seen = {}
+
+    class Record(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if not seen:
+                seen["offsets"] = pl_module.auto_eps.offsets.clone()
+                seen["step"] = trainer.global_step
+                seen["eps"] = pl_module.schedule_values.eps
+
+    run.trainer.callbacks.append(Record())
+    run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=resumed.ckpt_path)
+    assert seen["step"] == 6  # 300 examples / 50 per batch = 6 steps in the first run
+    assert torch.equal(seen["offsets"], saved)
+    assert seen["eps"] == pytest.approx(0.1)  # ramp of 1 epoch finished: full eps.train
