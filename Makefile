@@ -14,3 +14,6 @@ test:
 
 train-mnist:
 	$(PYTHON) train.py experiment=paper_mnist_small
+
+bench:
+	$(PYTHON) bench/step_time.py --out results/performance.md

@@ -60,6 +60,7 @@ def build_run(cfg: DictConfig) -> Run:
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule, eps_train, eps_eval)
+    module.run_config = OmegaConf.to_container(cfg, resolve=True)
     schedule = build(cfg.schedule, eps_train=eps_train)
     callbacks = [ScheduleCallback(schedule)] + [build(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [build(lg) for lg in (cfg.get("logger") or {}).values()]
@@ -87,7 +88,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
     wall = time.time() - start
     metrics = run.trainer.validate(run.module, datamodule=run.datamodule, verbose=False)[0]
     results = {
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": run.module.run_config,
         "method": cfg.method._target_.rsplit(".", 1)[-1],
         "dataset": run.datamodule.info.name,
         "eps_train": run.eps_train,

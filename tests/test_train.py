@@ -52,22 +52,36 @@ def test_learning_on_separable_fixture_data_reduces_clean_error(fake_data_root, 
 
 
 def test_crown_ibp_reports_both_verifiers_and_their_best(fake_data_root, tmp_path):
-    cfg = compose_train(tiny_run_overrides(fake_data_root, "method=crown_ibp", "model=cnn7_bn", "dataset.train_subset=100"), tmp_path)
+    cfg = compose_train(tiny_run_overrides(fake_data_root, "method=crown_ibp", "dataset.train_subset=100"), tmp_path)
     results = train(cfg, tmp_path)
     by_method = results["verified_err_by_method"]
     assert set(by_method) == {"ibp", "crown_ibp"}
     assert results["verified_err"] <= min(by_method.values())
 
 
-def test_resume_continues_schedule_and_auto_eps_state(fake_data_root, tmp_path):
-    overrides = tiny_run_overrides(fake_data_root, "auto_eps.eps_maxoff=0.1", "reweight.gamma=5", "trainer.max_epochs=1")
-    first = compose_train(overrides, tmp_path / "a")
-    train(first, tmp_path / "a")
-    checkpoint = torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=False)
-    saved = checkpoint["state_dict"]["auto_eps.offsets"]
-    assert (saved > 0).any()
+class CrashAtEpoch(pl.Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
 
-    resumed = compose_train([*overrides[:-1], "trainer.max_epochs=2", f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}"], tmp_path / "b")
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("simulated crash")
+
+
+def test_a_crashed_run_resumes_its_schedule_and_auto_eps_state(fake_data_root, tmp_path):
+    overrides = tiny_run_overrides(fake_data_root, "auto_eps.eps_maxoff=0.1", "reweight.gamma=5")
+    first = build_run(compose_train(overrides, tmp_path / "a"))
+    first.trainer.callbacks.append(CrashAtEpoch(1))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        first.trainer.fit(first.module, datamodule=first.datamodule)
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, weights_only=False)
+    assert saved["global_step"] == 6 and "certlight_config" in saved
+    offsets = saved["state_dict"]["auto_eps.offsets"]
+    assert (offsets > 0).any()
+    torch.testing.assert_close(offsets, first.module.auto_eps.offsets)
+
+    resumed = compose_train([*overrides, f"ckpt_path={last}"], tmp_path / "b")
     run = build_run(resumed)
     seen = {}
 
@@ -80,6 +94,20 @@ def test_resume_continues_schedule_and_auto_eps_state(fake_data_root, tmp_path):
 
     run.trainer.callbacks.append(Record())
     run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=resumed.ckpt_path)
-    assert seen["step"] == 6  # 300 examples / 50 per batch = 6 steps in the first run
-    assert torch.equal(seen["offsets"], saved)
-    assert seen["eps"] == pytest.approx(0.1)  # ramp of 1 epoch finished: full eps.train
+    assert seen["step"] == 6  # 300 examples / 50 per batch = 6 steps in the first epoch
+    assert torch.equal(seen["offsets"], offsets)
+    assert seen["eps"] == pytest.approx(0.1)  # the 1-epoch ramp is over: full eps.train
+    assert run.trainer.current_epoch == 2
+
+
+def test_multirun_sweep_over_tactics_and_seeds_then_report(fake_data_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_train_py(
+        "-m", *tiny_run_overrides(fake_data_root, "trainer.max_epochs=1", "dataset.train_subset=100"),
+        "reweight.gamma=0,5", "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(list(sweep.rglob("results.json"))) == 4
+    from certlight.report import main as report_main
+
+    assert report_main([str(sweep)]) == 0

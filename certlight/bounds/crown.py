@@ -17,7 +17,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from certlight.bounds.ibp import PreActivationBounds, interval_propagate
 from certlight.bounds.layers import BatchNormAffine, affine_for
 
-_SPEC_CHUNK = 2048  # rows of an intermediate specification bounded at once in full CROWN
+# Full CROWN bounds intermediate neurons a chunk at a time; a chunk's coefficient tensor holds
+# batch x 2*chunk x (widest layer) floats, kept under this many elements.
+_CROWN_ELEMENT_BUDGET = 2**25
 
 
 def relu_relaxation(lower: torch.Tensor, upper: torch.Tensor):
@@ -141,8 +143,10 @@ def _neuron_bounds(
     out_shape = shapes[stop]
     size = int(torch.Size(out_shape).numel())
     batch = lower.shape[0]
+    widest = max(int(torch.Size(shape).numel()) for shape in shapes[: stop + 1])
+    chunk_size = max(1, _CROWN_ELEMENT_BUDGET // (2 * batch * widest))
     lows, highs = [], []
-    for chunk in neurons.split(_SPEC_CHUNK):
+    for chunk in neurons.split(chunk_size):
         rows = torch.zeros(chunk.numel(), size, dtype=lower.dtype, device=lower.device)
         rows[torch.arange(chunk.numel()), chunk] = 1
         rows = rows.view(-1, *out_shape)

@@ -1,5 +1,6 @@
-"""Lightning callbacks: schedules, results file."""
+"""Lightning callbacks: the epsilon/kappa/beta schedule and margin histograms."""
 
+from certlight.callbacks.histograms import MarginHistograms
 from certlight.callbacks.schedule import ScheduleCallback
 
-__all__ = ["ScheduleCallback"]
+__all__ = ["MarginHistograms", "ScheduleCallback"]

@@ -52,6 +52,8 @@ class CertifiedModule(pl.LightningModule):
         self.reweight = reweight or Reweighting(kind="none")
         self.auto_eps = auto_eps
         self.schedule_values: ScheduleValues | None = None
+        # The composed training config, saved in every checkpoint so verify can rebuild the run.
+        self.run_config: dict | None = None
         self.val_clean_err = MeanMetric()
         self.val_verified_err = nn.ModuleDict({m: MeanMetric() for m in (*self.eval_methods, "best")})
 
@@ -90,7 +92,8 @@ class CertifiedModule(pl.LightningModule):
         self.log_dict({"schedule/eps": values.eps, "schedule/kappa": values.kappa, "schedule/beta": values.beta}, on_step=True, on_epoch=False)
         if self.auto_eps is not None:
             self.log("train/offset_nonzero_frac", (self.auto_eps.offsets > 0).float().mean(), on_step=False, on_epoch=True)
-        return loss
+        # Per-example values for callbacks (margin histograms); Lightning optimises "loss".
+        return {"loss": loss, "margin": margin.detach(), "eps": eps.detach(), "weights": weights}
 
     def _gathered(self, index: torch.Tensor, margin: torch.Tensor):
         """Every rank's (index, margin), so all ranks apply identical auto-eps updates."""
@@ -101,21 +104,23 @@ class CertifiedModule(pl.LightningModule):
     # --- evaluation ----------------------------------------------------------------------
     @torch.no_grad()
     def certify(self, x: torch.Tensor, y: torch.Tensor, eps: float, methods: Sequence[str]):
-        """Clean predictions and, per method, (B,) verified flags at ``eps`` (eval mode)."""
+        """Clean logits and, per method, the (B, K-1) margin lower bounds at ``eps`` (eval mode)."""
         logits = self.net(x)
         lower, upper = input_box(x, eps, self.mean, self.std)
-        verified = {m: is_verified(self.bounder.margins(x, lower, upper, y, m)) for m in methods}
-        return logits, verified
+        return logits, {m: self.bounder.margins(x, lower, upper, y, m) for m in methods}
 
     def validation_step(self, batch, batch_idx):
         x, y, _ = batch
-        logits, verified = self.certify(x, y, self.eps_eval, self.eval_methods)
+        logits, bounds = self.certify(x, y, self.eps_eval, self.eval_methods)
         self.val_clean_err.update((logits.argmax(1) != y).float())
         best = torch.zeros_like(y, dtype=torch.bool)
-        for method, flags in verified.items():
+        for method, margin_lower in bounds.items():
+            flags = is_verified(margin_lower)
             self.val_verified_err[method].update((~flags).float())
             best |= flags
         self.val_verified_err["best"].update((~best).float())
+        # The paper's margin (eq. 6) at eps_eval from the first (training) bound, for histograms.
+        return {"margin": softmax_margin(worst_case_logits(bounds[self.eval_methods[0]], y), y)}
 
     def on_validation_epoch_end(self):
         self.log("val/clean_err", self.val_clean_err.compute(), prog_bar=True)
@@ -124,6 +129,10 @@ class CertifiedModule(pl.LightningModule):
             name = "val/verified_err" if method == "best" else f"val/verified_err_{method}"
             self.log(name, metric.compute(), prog_bar=method == "best")
             metric.reset()
+
+    def on_save_checkpoint(self, checkpoint):
+        if self.run_config is not None:
+            checkpoint["certlight_config"] = self.run_config
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())

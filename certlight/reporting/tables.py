@@ -1,0 +1,63 @@
+"""Mean ± std over seeds, in the layout of the paper's tables."""
+
+from __future__ import annotations
+
+import statistics
+
+from certlight.errors import CertlightError
+from certlight.reporting.paper import paper_numbers
+from certlight.reporting.results import Record
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n-1; 0 for a single run)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _eps(value: float, dataset: str) -> str:
+    """CIFAR radii in the papers' x/255 form (8/255, 8.8/255); others as plain numbers."""
+    return f"{value * 255:.4g}/255" if dataset == "cifar10" else f"{value:g}"
+
+
+def group_records(records: list[Record]) -> list[list[Record]]:
+    groups: dict[tuple, list[Record]] = {}
+    for record in records:
+        groups.setdefault(record.group, []).append(record)
+    return sorted(groups.values(), key=lambda g: (g[0].dataset, g[0].model, g[0].method, g[0].eps_eval, g[0].eps_train, g[0].reweight, g[0].auto_eps))
+
+
+def markdown_table(records: list[Record], with_paper: bool = False) -> str:
+    columns = ["dataset", "model", "method", "eps_eval", "eps_train", "re-weight", "auto-eps", "seeds", "clean err (%)", "verified err (%)"]
+    if with_paper:
+        columns += ["paper clean (%)", "paper verified (%)"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for group in group_records(records):
+        first = group[0]
+        clean = mean_std([100 * r.clean_err for r in group])
+        verified = mean_std([100 * r.verified_err for r in group])
+        seeds = ",".join(str(s) for s in sorted(r.seed for r in group))
+        cells = [first.dataset, first.model, first.method, _eps(first.eps_eval, first.dataset), _eps(first.eps_train, first.dataset), first.reweight, first.auto_eps, seeds, f"{clean[0]:.2f} ± {clean[1]:.2f}", f"{verified[0]:.2f} ± {verified[1]:.2f}"]
+        if with_paper:
+            paper = paper_numbers(first.dataset, first.model, first.method, first.eps_eval, first.eps_train, first.reweight != "off", first.auto_eps != "off")
+            cells += list(paper) if paper else ["–", "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def grid_table(records: list[Record]) -> str:
+    """The paper's Table 1: verified error (%) with eps_train as rows and eps_eval as columns."""
+    settings = {(r.dataset, r.model, r.method, r.reweight, r.auto_eps) for r in records}
+    if len(settings) != 1:
+        listed = "; ".join(", ".join(s) for s in sorted(settings))
+        raise CertlightError(f"--grid needs runs of one setting (dataset, model, method, tactics); got: {listed}")
+    dataset = records[0].dataset
+    columns = sorted({r.eps_eval for r in records})
+    rows = sorted({r.eps_train for r in records})
+    lines = ["| eps_train \\ eps_eval | " + " | ".join(_eps(c, dataset) for c in columns) + " |", "|" + "---|" * (len(columns) + 1)]
+    for row in rows:
+        cells = []
+        for column in columns:
+            values = [100 * r.verified_err for r in records if r.eps_train == row and r.eps_eval == column]
+            cells.append(f"{mean_std(values)[0]:.2f}" if values else "–")
+        lines.append(f"| {_eps(row, dataset)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,95 @@
+"""Evaluate a checkpoint: clean, IBP / CROWN-IBP / CROWN verified and PGD error at one or more eps.
+
+    python -m certlight.verify ckpt=PATH eps_eval=[0.3,0.35,0.4]
+
+Writes ``verify.json`` in the Hydra output directory and prints a table.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from tqdm import tqdm
+
+from certlight.bounds import BOUND_METHODS
+from certlight.bounds.backends import make_backend
+from certlight.config import build, data_root, parse_epsilon
+from certlight.data import CertifiedDataModule
+from certlight.errors import CertlightError
+from certlight.evaluation import certify_dataset, hidden_neurons
+
+
+def load_checkpoint(path: str) -> dict:
+    file = Path(hydra.utils.to_absolute_path(path))
+    if not file.is_file():
+        raise CertlightError(f"checkpoint {file} does not exist")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises many types for a bad file
+        raise CertlightError(f"checkpoint {file} could not be read: {error}") from None
+
+
+def eps_list(value, default) -> list[float]:
+    values = value if isinstance(value, (list, ListConfig)) else [default if value is None else value]
+    return [parse_epsilon(v, "eps_eval") for v in values]
+
+
+def verify(cfg: DictConfig, output_dir: Path) -> dict:
+    checkpoint = load_checkpoint(cfg.ckpt)
+    train_cfg = OmegaConf.create(checkpoint.get("certlight_config") or {"dataset": cfg.dataset, "model": cfg.model, "eps": {"eval": 0.0}})
+    unknown = [m for m in cfg.methods if m not in BOUND_METHODS]
+    if unknown:
+        raise CertlightError(f"methods={unknown} unknown; allowed: {', '.join(BOUND_METHODS)}")
+    datamodule = CertifiedDataModule(
+        train_cfg.dataset.name, root=data_root(cfg), eval_batch_size=cfg.batch_size, test_subset=cfg.test_subset
+    )
+    datamodule.setup("test")
+    info = datamodule.info
+    net = build(train_cfg.model, in_channels=info.channels, in_size=info.size, num_classes=info.num_classes)
+    state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    net.load_state_dict(state)
+    net.eval()
+    methods = list(cfg.methods)
+    example = datamodule.test_set.__getitems__([0])[0]
+    if "crown" in methods and hidden_neurons(net, example) > cfg.crown_max_neurons:
+        print(f"full CROWN skipped: {hidden_neurons(net, example)} ReLUs > crown_max_neurons={cfg.crown_max_neurons}")
+        methods.remove("crown")
+    batches = tqdm(datamodule.test_dataloader(), desc="verify", unit="batch")
+    rows = certify_dataset(
+        net, make_backend(cfg.bounds.backend, net), batches, info.mean, info.std,
+        eps_list(cfg.eps_eval, train_cfg.eps.eval), methods, cfg.pgd.steps, cfg.pgd.restarts,
+    )
+    report = {"ckpt": str(Path(hydra.utils.to_absolute_path(cfg.ckpt))), "methods": methods, "results": rows, "train_config": OmegaConf.to_container(train_cfg)}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "verify.json").write_text(json.dumps(report, indent=2))
+    print(format_table(rows, methods))
+    print(f"written {output_dir / 'verify.json'}")
+    return report
+
+
+def format_table(rows: list[dict], methods: list[str]) -> str:
+    columns = ["eps_eval", "clean err", "PGD err", *[f"verified ({m})" for m in methods], "verified (best)"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [f"{row['eps_eval']:.4g}", f"{100 * row['clean_err']:.2f}%", f"{100 * row['pgd_err']:.2f}%"]
+        cells += [f"{100 * row['verified_err'][m]:.2f}%" for m in (*methods, "best")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="verify")
+def main(cfg: DictConfig) -> None:
+    try:
+        verify(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except CertlightError as error:
+        sys.exit(f"certlight.verify: error: {error}")
+
+
+if __name__ == "__main__":
+    main()

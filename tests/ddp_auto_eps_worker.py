@@ -1,0 +1,47 @@
+"""Run by test_ddp.py: a real 2-process CPU DDP fit (gloo) that records every rank's auto-eps table.
+
+Lightning re-launches this same script for rank 1, so it must be a plain script, not a test.
+Usage: python ddp_auto_eps_worker.py DATA_ROOT OUT_DIR
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import compose_train, tiny_run_overrides  # noqa: E402
+
+from certlight.pipeline import build_run  # noqa: E402
+
+
+class RecordUpdates(pl.Callback):
+    """Each rank's own (index, margin) per step and its table after every step."""
+
+    def __init__(self):
+        self.steps = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        _, _, index = batch
+        self.steps.append({"index": index.cpu(), "margin": outputs["margin"].cpu(), "table": pl_module.auto_eps.offsets.cpu().clone()})
+
+
+def main(data_root: str, out_dir: str) -> None:
+    overrides = tiny_run_overrides(
+        Path(data_root), "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1",
+        "auto_eps.eps_maxoff=0.1", "dataset.train_subset=200", "logger=csv",
+    )
+    cfg = compose_train(overrides, Path(out_dir) / "run")
+    run = build_run(cfg)
+    recorder = RecordUpdates()
+    run.trainer.callbacks.append(recorder)
+    run.trainer.fit(run.module, datamodule=run.datamodule)
+    rank = run.trainer.global_rank
+    torch.save(recorder.steps, Path(out_dir) / f"rank{rank}.pt")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main(sys.argv[1], sys.argv[2])
