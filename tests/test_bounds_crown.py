@@ -126,3 +126,17 @@ def test_beta_zero_is_exactly_ibp_and_gradients_flow_through_the_mix():
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_relu_relaxation_is_exact_on_stable_neurons_and_encloses_unstable_ones():
+    from certlight.bounds.crown import relu_relaxation
+
+    lower = torch.tensor([0.5, -2.0, -1.0, -3.0, 0.0, -1.0])
+    upper = torch.tensor([2.0, -0.5, 3.0, 1.0, 0.0, 1.0])
+    lower_slope, upper_slope, upper_intercept = relu_relaxation(lower, upper)
+    torch.testing.assert_close(upper_slope, torch.tensor([1.0, 0.0, 0.75, 0.25, 0.0, 0.5]))
+    torch.testing.assert_close(upper_intercept, torch.tensor([0.0, 0.0, 0.75, 0.75, 0.0, 0.5]))
+    torch.testing.assert_close(lower_slope, torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0, 0.0]))
+    z = lower + (upper - lower) * torch.linspace(0, 1, 101).unsqueeze(1)
+    assert (lower_slope * z <= z.clamp(min=0) + 1e-6).all()
+    assert (upper_slope * z + upper_intercept >= z.clamp(min=0) - 1e-6).all()

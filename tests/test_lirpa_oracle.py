@@ -64,3 +64,15 @@ def test_training_with_the_auto_lirpa_backend(fake_data_root, tmp_path):
 def test_unknown_backend_is_named():
     with pytest.raises(CertlightError, match="bounds.backend='eran' is unknown; allowed: native, auto_lirpa"):
         make_backend("eran", dm_small())
+
+
+def test_first_training_step_with_auto_lirpa_backpropagates():
+    """The BoundedModule is built lazily; building it must not break the clean forward's graph."""
+    from certlight.modules import IBPModule
+    from certlight.schedules import ScheduleValues
+
+    module = IBPModule(dm_small(), [0.0], [1.0], 0.3, lambda params: torch.optim.Adam(params), bounds_backend="auto_lirpa")
+    module.schedule_values = ScheduleValues(eps=0.2, kappa=0.5, beta=0.0)
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    module.training_step((x, y, torch.arange(8)), 0)["loss"].backward()
+    assert all(p.grad is not None for p in module.net.parameters())

@@ -26,15 +26,15 @@ def relu_relaxation(lower: torch.Tensor, upper: torch.Tensor):
     """Slopes and intercept of the linear bounds of ReLU on ``[lower, upper]``.
 
     Upper line through (l, 0) and (u, u); lower line through the origin with slope 1 when
-    ``u > -l`` and 0 otherwise (the adaptive choice of CROWN). Stable neurons are exact.
-    Returns ``(lower_slope, upper_slope, upper_intercept)``.
+    ``u > -l`` and 0 otherwise (the adaptive choice of CROWN). Written with clamps rather
+    than branches (it is on the hot path): with ``u+ = max(u, 0)`` and ``l- = min(l, 0)``,
+    ``u+ / (u+ - l-)`` is 1 for active, 0 for inactive and ``u / (u - l)`` for unstable
+    neurons, so stable neurons stay exact. Returns ``(lower_slope, upper_slope, upper_intercept)``.
     """
-    active = lower >= 0
-    unstable = (lower < 0) & (upper > 0)
-    width = torch.where(unstable, upper - lower, torch.ones_like(upper))
-    upper_slope = torch.where(unstable, upper / width, active.to(upper.dtype))
-    upper_intercept = torch.where(unstable, -lower * upper / width, torch.zeros_like(upper))
-    lower_slope = torch.where(unstable, (upper > -lower).to(upper.dtype), active.to(upper.dtype))
+    upper_pos, lower_neg = upper.clamp(min=0), lower.clamp(max=0)
+    upper_slope = upper_pos / (upper_pos - lower_neg).clamp(min=1e-12)
+    upper_intercept = -lower_neg * upper_slope
+    lower_slope = (upper + lower > 0).to(upper.dtype)
     return lower_slope, upper_slope, upper_intercept
 
 

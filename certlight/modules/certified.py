@@ -97,7 +97,7 @@ class CertifiedModule(pl.LightningModule):
 
     def _gathered(self, index: torch.Tensor, margin: torch.Tensor):
         """Every rank's (index, margin), so all ranks apply identical auto-eps updates."""
-        if self.trainer is None or self.trainer.world_size == 1:
+        if self._trainer is None or self._trainer.world_size == 1:
             return index, margin
         return self.all_gather(index).flatten(), self.all_gather(margin).flatten()
 

@@ -52,6 +52,9 @@ class LirpaBounds:
         return self.bounded
 
     def clean_forward(self, x: torch.Tensor):
+        # Build first: BoundedModule's constructor copies the state dict into the shared
+        # parameters, which would invalidate the autograd graph of an earlier forward.
+        self._module(x)
         return self.net(x), None
 
     def margins(self, x, lower, upper, y, method: str = "ibp", batchnorm=None) -> torch.Tensor:
