@@ -1,7 +1,7 @@
 """Training-step cost of certified training, side by side in one process.
 
 Times the real LightningModule.training_step (+ backward + Adam step) of every variant on the
-same model and batch: plain (clean loss only), IBP, CROWN-IBP (beta=1), the same with
+same model and batch, the variants taking turns step by step: plain (clean loss only), IBP, CROWN-IBP (beta=1), the same with
 re-weighting + auto-eps, and auto_LiRPA's IBP / CROWN-IBP when it is installed. Reports the
 median over --steps steps after --warmup steps, and ratios to the plain step.
 
@@ -53,7 +53,7 @@ def variants(with_lirpa: bool):
     return out
 
 
-def time_variant(build, shape, batch, spec, device, steps, warmup):
+def build_variant(build, shape, spec, device):
     torch.manual_seed(0)
     net = build(shape[0], shape[1], 10)
     tactics = spec.get("tactics", False)
@@ -69,25 +69,38 @@ def time_variant(build, shape, batch, spec, device, steps, warmup):
     ).to(device)
     module.train()
     module.schedule_values = ScheduleValues(eps=0.2, kappa=0.5, beta=1.0)
-    optimizer = module.configure_optimizers()
+    return module, module.configure_optimizers()
+
+
+def one_step(module, optimizer, batch, device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = module.training_step(batch, 0)
+    loss = out["loss"] if isinstance(out, dict) else out
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def time_variants(build, shape, batch, specs, device, steps, warmup) -> dict[str, float]:
+    """Median step time per variant; variants take turns step by step, so drift in the
+    machine's speed affects all of them alike."""
+    modules = {name: build_variant(build, shape, spec, device) for name, spec in specs.items()}
+    torch.manual_seed(1)
     x = torch.rand(batch, *shape, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
-    index = torch.randperm(60000, device=device)[:batch]
-    times = []
+    data = (x, y, torch.randperm(60000, device=device)[:batch])
+    times: dict[str, list[float]] = {name: [] for name in modules}
     for step in range(warmup + steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        out = module.training_step((x, y, index), step)
-        loss = out["loss"] if isinstance(out, dict) else out
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if step >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, (module, optimizer) in modules.items():
+            elapsed = one_step(module, optimizer, data, device)
+            if step >= warmup:
+                times[name].append(elapsed)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main(argv=None):
@@ -105,17 +118,15 @@ def main(argv=None):
         "",
         f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`",
         f"- hardware: {hardware() if device.type == 'cuda' else hardware().split(',')[0]}, torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s), device {device}, Python {platform.python_version()}",
-        f"- median of {args.steps} steps after {args.warmup} warm-up steps; eps 0.2, kappa 0.5, beta 1 (CROWN-IBP pass always on)",
+        f"- median of {args.steps} steps after {args.warmup} warm-up steps, variants interleaved step by step; eps 0.2, kappa 0.5, beta 1 (CROWN-IBP pass always on)",
         "",
         "| setting | batch | variant | step (ms) | x plain |",
         "|---|---|---|---|---|",
     ]
     for setting in args.settings:
         build, shape, batch = SETTINGS[setting]
-        results = {}
-        for name, spec in variants(lirpa_available()).items():
-            results[name] = time_variant(build, shape, batch, spec, device, args.steps, args.warmup)
-            print(f"{setting} {name}: {1000 * results[name]:.1f} ms", flush=True)
+        results = time_variants(build, shape, batch, variants(lirpa_available()), device, args.steps, args.warmup)
+        print(setting, {name: f"{1000 * seconds:.1f} ms" for name, seconds in results.items()}, flush=True)
         for name, seconds in results.items():
             lines.append(f"| {setting} | {batch} | {name} | {1000 * seconds:.1f} | {seconds / results['plain']:.2f} |")
         for ours, theirs in (("ibp", "lirpa_ibp"), ("crown_ibp", "lirpa_crown_ibp")):

@@ -1,6 +1,6 @@
 """Evaluate a checkpoint: clean, IBP / CROWN-IBP / CROWN verified and PGD error at one or more eps.
 
-    python -m certlight.verify ckpt=PATH eps_eval=[0.3,0.35,0.4]
+    python -m certlight.verify ckpt=PATH eps.eval=[0.3,0.35,0.4]
 
 Writes ``verify.json`` in the Hydra output directory and prints a table.
 """
@@ -37,7 +37,7 @@ def load_checkpoint(path: str) -> dict:
 
 def eps_list(value, default) -> list[float]:
     values = value if isinstance(value, (list, ListConfig)) else [default if value is None else value]
-    return [parse_epsilon(v, "eps_eval") for v in values]
+    return [parse_epsilon(v, "eps.eval") for v in values]
 
 
 def verify(cfg: DictConfig, output_dir: Path) -> dict:
@@ -63,7 +63,7 @@ def verify(cfg: DictConfig, output_dir: Path) -> dict:
     batches = tqdm(datamodule.test_dataloader(), desc="verify", unit="batch")
     rows = certify_dataset(
         net, make_backend(cfg.bounds.backend, net), batches, info.mean, info.std,
-        eps_list(cfg.eps_eval, train_cfg.eps.eval), methods, cfg.pgd.steps, cfg.pgd.restarts,
+        eps_list(cfg.eps.eval, train_cfg.eps.eval), methods, cfg.pgd.steps, cfg.pgd.restarts,
     )
     report = {"ckpt": str(Path(hydra.utils.to_absolute_path(cfg.ckpt))), "methods": methods, "results": rows, "train_config": OmegaConf.to_container(train_cfg)}
     output_dir.mkdir(parents=True, exist_ok=True)

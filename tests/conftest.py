@@ -96,6 +96,17 @@ def random_convnet(seed: int, batchnorm: bool = False, in_channels: int = 2, cla
     return model.eval()
 
 
+def conv_problem(seed: int, batch: int, eps: float = 0.05):
+    """A random conv net with labelled inputs and their eps-box: the common bound-test setup."""
+    from certlight.bounds import input_box
+
+    model = random_convnet(seed)
+    x = torch.rand(batch, 2, 7, 7)
+    y = torch.randint(0, 5, (batch,))
+    lower, upper = input_box(x, eps, [0.0], [1.0])
+    return model, x, y, lower, upper
+
+
 def compose_train(overrides: list[str], output_dir: Path):
     """The config ``train.py`` would see for these overrides, with Hydra's runtime set up."""
     from hydra import compose, initialize_config_dir

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import compose_train, random_convnet, tiny_run_overrides
+from conftest import compose_train, conv_problem, random_convnet, tiny_run_overrides
 
 from certlight.bounds import input_box, margin_lower_bounds
 from certlight.bounds.backends import make_backend
@@ -42,10 +42,7 @@ def test_native_bounds_equal_auto_lirpa(build, shape, method):
 
 
 def test_full_crown_is_sound_against_auto_lirpa_crown():
-    model = random_convnet(2)
-    x = torch.rand(4, 2, 7, 7)
-    y = torch.randint(0, 5, (4,))
-    lower, upper = input_box(x, 0.05, [0.0], [1.0])
+    model, x, y, lower, upper = conv_problem(2, 4)
     ours = margin_lower_bounds(model, lower, upper, y, "crown")
     theirs = make_backend("auto_lirpa", model).margins(x, lower, upper, y, "crown")
     # Ours intersects every intermediate bound with IBP's, so it may be tighter, never looser

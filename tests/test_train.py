@@ -111,3 +111,12 @@ def test_multirun_sweep_over_tactics_and_seeds_then_report(fake_data_root, tmp_p
     from certlight.report import main as report_main
 
     assert report_main([str(sweep)]) == 0
+
+
+def test_cifar_fixture_trains_with_fraction_epsilons_and_augmentation(fake_data_root, tmp_path):
+    overrides = tiny_run_overrides(fake_data_root, "dataset=cifar10", "trainer.max_epochs=1", "dataset.batch_size=20")
+    overrides = [o for o in overrides if not o.startswith("eps.")] + ["eps.train=8.8/255", "eps.eval=8/255"]
+    results = train(compose_train(overrides, tmp_path), tmp_path)
+    assert results["dataset"] == "cifar10" and results["eps_eval"] == pytest.approx(8 / 255)
+    assert results["config"]["dataset"]["batch_size"] == 20
+    assert 0 <= results["verified_err"] <= 1

@@ -26,7 +26,7 @@ def run_verify(*args, cwd):
 
 
 def test_verify_orders_attack_and_bounds_consistently(trained_checkpoint, fake_data_root, tmp_path):
-    proc = run_verify(f"ckpt={trained_checkpoint}", f"data.root={fake_data_root}", "eps_eval=[0.0,0.01,0.03]", "pgd.steps=10", "test_subset=50", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    proc = run_verify(f"ckpt={trained_checkpoint}", f"data.root={fake_data_root}", "eps.eval=[0.0,0.01,0.03]", "pgd.steps=10", "test_subset=50", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "verify.json").read_text())
     assert report["methods"] == ["ibp", "crown_ibp", "crown"]
