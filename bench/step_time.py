@@ -106,6 +106,7 @@ def time_variants(build, shape, batch, specs, device, steps, warmup) -> dict[str
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--settings", nargs="+", default=["dm_small/mnist", "dm_large/cifar"], choices=list(SETTINGS))
+    parser.add_argument("--variants", nargs="+", help="only these variants (default: all); 'plain' is always timed")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -125,14 +126,22 @@ def main(argv=None):
     ]
     for setting in args.settings:
         build, shape, batch = SETTINGS[setting]
-        results = time_variants(build, shape, batch, variants(lirpa_available()), device, args.steps, args.warmup)
+        specs = variants(lirpa_available())
+        if args.variants:
+            unknown = set(args.variants) - set(specs)
+            if unknown:
+                parser.error(f"unknown variants {sorted(unknown)}; allowed: {', '.join(specs)}")
+            specs = {name: spec for name, spec in specs.items() if name == "plain" or name in args.variants}
+        results = time_variants(build, shape, batch, specs, device, args.steps, args.warmup)
         print(setting, {name: f"{1000 * seconds:.1f} ms" for name, seconds in results.items()}, flush=True)
         for name, seconds in results.items():
             lines.append(f"| {setting} | {batch} | {name} | {1000 * seconds:.1f} | {seconds / results['plain']:.2f} |")
         for ours, theirs in (("ibp", "lirpa_ibp"), ("crown_ibp", "lirpa_crown_ibp")):
-            if theirs in results:
+            if ours in results and theirs in results:
                 lines.append(f"| {setting} | {batch} | **{theirs} / {ours}** | | **{results[theirs] / results[ours]:.2f}** |")
         for base in ("ibp", "crown_ibp"):
+            if base not in results or f"{base}+reweight+auto_eps" not in results:
+                continue
             overhead = results[f"{base}+reweight+auto_eps"] / results[base] - 1
             lines.append(f"| {setting} | {batch} | **re-weight + auto-eps overhead on {base}** | | **{100 * overhead:+.1f}%** |")
     table = "\n".join(lines) + "\n"

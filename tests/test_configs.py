@@ -58,6 +58,7 @@ def test_paper_recipe_values(tmp_path):
         ("dataset.name=svhn", "unknown dataset 'svhn'"),
         ("trainer.max_epochs=0", "trainer.max_epochs=0 must be a positive integer"),
         ("schedule.kappa_start=2", "schedule.kappa_start=2"),
+        ("seed=abc", "seed='abc' must be a non-negative integer"),
     ],
 )
 def test_bad_values_fail_before_training_with_a_named_error(override, message, fake_data_root, tmp_path):

@@ -6,7 +6,7 @@ from certlight.report import main as report_main
 from certlight.reporting import find_result_files, markdown_table, read_records
 
 
-def config(seed=0, gamma=0.0, maxoff=0.0, eps_train=0.4, model="dm_small", out="/x"):
+def config(seed=0, gamma=0.0, maxoff=0.0, eps_train=0.4, model="dm_small", out="/x", epochs=100):
     return {
         "seed": seed,
         "data": {"root": "/data"},
@@ -16,6 +16,7 @@ def config(seed=0, gamma=0.0, maxoff=0.0, eps_train=0.4, model="dm_small", out="
         "reweight": {"_target_": "certlight.losses.Reweighting", "kind": "symmetric", "gamma": gamma, "alpha": 0.1},
         "auto_eps": {"eps_maxoff": maxoff},
         "eps": {"train": eps_train, "eval": 0.3},
+        "trainer": {"max_epochs": epochs},
         "callbacks": {"model_checkpoint": {"dirpath": f"{out}/checkpoints"}},
     }
 
@@ -40,6 +41,12 @@ def test_groups_runs_differing_only_in_seed_with_hand_checked_mean_and_std(tmp_p
     both = next(r for r in rows if "γ=5.0" in r)
     assert "| 0,1,2 | 3.00 ± 1.00 | 12.00 ± 1.00 | 3.27±0.24 | 12.00±0.35 |" in base
     assert "| 0,1 | 3.00 ± 0.00 | 10.50 ± 0.71 | 2.87±0.10 | 11.09±0.33 |" in both
+
+
+def test_paper_numbers_only_beside_the_papers_schedule(tmp_path):
+    write_result(tmp_path / "short", config(epochs=10), 0.05, 0.16)
+    records = [r for p in find_result_files([str(tmp_path)]) for r in read_records(p)]
+    assert markdown_table(records, with_paper=True).splitlines()[2].endswith("| – | – |")
 
 
 def test_runs_differing_in_anything_but_seed_are_not_pooled(tmp_path):

@@ -22,6 +22,7 @@ class Record:
     dataset: str
     model: str
     method: str
+    epochs: int
     eps_eval: float
     eps_train: float
     reweight: str
@@ -69,6 +70,7 @@ def _setting(config: dict, path: Path) -> dict:
             "method": _METHOD_NAMES.get(method, method),
             "reweight": "off" if reweight.get("kind") == "none" or (reweight.get("kind") == "symmetric" and not reweight.get("gamma")) else f"{reweight['kind']} γ={reweight.get('gamma', '-')} α={reweight.get('alpha')}",
             "auto_eps": f"{config['auto_eps']['eps_maxoff']:g}" if config["auto_eps"]["eps_maxoff"] else "off",
+            "epochs": int(config["trainer"]["max_epochs"]),
         }
     except (KeyError, TypeError, AttributeError) as error:
         raise CertlightError(f"{path} lacks the training config entry {error}") from None

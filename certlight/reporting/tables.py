@@ -23,11 +23,15 @@ def group_records(records: list[Record]) -> list[list[Record]]:
     groups: dict[tuple, list[Record]] = {}
     for record in records:
         groups.setdefault(record.group, []).append(record)
-    return sorted(groups.values(), key=lambda g: (g[0].dataset, g[0].model, g[0].method, g[0].eps_eval, g[0].eps_train, g[0].reweight, g[0].auto_eps))
+    # Within a setting, the paper's row order: baseline, auto-eps, re-weight, both.
+    return sorted(
+        groups.values(),
+        key=lambda g: (g[0].dataset, g[0].model, g[0].method, g[0].epochs, g[0].eps_eval, g[0].eps_train, g[0].reweight != "off", g[0].reweight, g[0].auto_eps != "off", g[0].auto_eps),
+    )
 
 
 def markdown_table(records: list[Record], with_paper: bool = False) -> str:
-    columns = ["dataset", "model", "method", "eps_eval", "eps_train", "re-weight", "auto-eps", "seeds", "clean err (%)", "verified err (%)"]
+    columns = ["dataset", "model", "method", "epochs", "eps_eval", "eps_train", "re-weight", "auto-eps", "seeds", "clean err (%)", "verified err (%)"]
     if with_paper:
         columns += ["paper clean (%)", "paper verified (%)"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -36,9 +40,9 @@ def markdown_table(records: list[Record], with_paper: bool = False) -> str:
         clean = mean_std([100 * r.clean_err for r in group])
         verified = mean_std([100 * r.verified_err for r in group])
         seeds = ",".join(str(s) for s in sorted(r.seed for r in group))
-        cells = [first.dataset, first.model, first.method, _eps(first.eps_eval, first.dataset), _eps(first.eps_train, first.dataset), first.reweight, first.auto_eps, seeds, f"{clean[0]:.2f} ± {clean[1]:.2f}", f"{verified[0]:.2f} ± {verified[1]:.2f}"]
+        cells = [first.dataset, first.model, first.method, str(first.epochs), _eps(first.eps_eval, first.dataset), _eps(first.eps_train, first.dataset), first.reweight, first.auto_eps, seeds, f"{clean[0]:.2f} ± {clean[1]:.2f}", f"{verified[0]:.2f} ± {verified[1]:.2f}"]
         if with_paper:
-            paper = paper_numbers(first.dataset, first.model, first.method, first.eps_eval, first.eps_train, first.reweight != "off", first.auto_eps != "off")
+            paper = paper_numbers(first.dataset, first.model, first.method, first.epochs, first.eps_eval, first.eps_train, first.reweight != "off", first.auto_eps != "off")
             cells += list(paper) if paper else ["–", "–"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
