@@ -98,6 +98,8 @@ def test_a_crashed_run_resumes_its_schedule_and_auto_eps_state(fake_data_root, t
     assert torch.equal(seen["offsets"], offsets)
     assert seen["eps"] == pytest.approx(0.1)  # the 1-epoch ramp is over: full eps.train
     assert run.trainer.current_epoch == 2
+    histories = [c for c in run.trainer.callbacks if type(c).__name__ == "MarginHistograms"][0].history
+    assert [entry["epoch"] for entry in histories] == [0, 1]  # epoch 0 came back from the checkpoint
 
 
 def test_multirun_sweep_over_tactics_and_seeds_then_report(fake_data_root, tmp_path):

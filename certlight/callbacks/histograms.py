@@ -19,6 +19,10 @@ from certlight.reporting.figures import plot_margins
 BINS = np.linspace(-1.0, 1.0, 51)
 
 
+def _numpy(batches: list[torch.Tensor]) -> np.ndarray:
+    return torch.cat(batches).float().cpu().numpy()
+
+
 def _counts(values: np.ndarray, bins: np.ndarray = BINS) -> list[int]:
     return np.histogram(np.clip(values, bins[0], bins[-1]), bins=bins)[0].tolist()
 
@@ -32,24 +36,31 @@ class MarginHistograms(pl.Callback):
         self.test_margin: list[torch.Tensor] = []
         self.history: list[dict] = []
 
+    # Batches stay on their device until the epoch ends: a copy per batch would sync the GPU.
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if isinstance(outputs, dict) and "margin" in outputs:
-            self.train_margin.append(outputs["margin"].float().cpu())
-            self.train_eps.append(outputs["eps"].float().cpu())
+            self.train_margin.append(outputs["margin"])
+            self.train_eps.append(outputs["eps"])
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         if not trainer.sanity_checking and isinstance(outputs, dict):
-            self.test_margin.append(outputs["margin"].float().cpu())
+            self.test_margin.append(outputs["margin"])
+
+    def state_dict(self) -> dict:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = list(state_dict.get("history", []))
 
     def on_validation_epoch_end(self, trainer, pl_module):
         # Only while fitting: a later trainer.validate() has no training margins to pair with.
         if trainer.sanity_checking or trainer.state.fn != "fit" or not self.test_margin:
             self.test_margin = []
             return
-        values = {"test_margin": torch.cat(self.test_margin).numpy()}
+        values = {"test_margin": _numpy(self.test_margin)}
         if self.train_margin:
-            values["train_margin"] = torch.cat(self.train_margin).numpy()
-            values["train_eps"] = torch.cat(self.train_eps).numpy()
+            values["train_margin"] = _numpy(self.train_margin)
+            values["train_eps"] = _numpy(self.train_eps)
         self.train_margin, self.train_eps, self.test_margin = [], [], []
         if trainer.is_global_zero:
             self._record(trainer, values)
