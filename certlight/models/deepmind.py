@@ -1,7 +1,9 @@
 """Gowal et al. (2019) DM-small/medium/large, and CNN7-BN (DM-large with BatchNorm, Shi et al. 2021).
 
 Each builder takes the dataset's channels, image size and class count, so one config works for
-MNIST (1x28x28) and CIFAR-10 (3x32x32).
+MNIST (1x28x28) and CIFAR-10 (3x32x32). DM-small and DM-medium use no padding ('VALID', as in
+Gowal et al.'s code; the paper does not list it), DM-large uses padding 1 as in Zhang et al.'s
+CROWN-IBP code, the paper's code base.
 """
 
 from __future__ import annotations
