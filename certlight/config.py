@@ -45,7 +45,8 @@ def data_root(cfg: DictConfig) -> str:
     return str(Path(to_absolute_path(str(cfg.data.root))))
 
 
-def positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise CertlightError(f"{name}={value!r} must be a positive integer")
+def integer_at_least(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else "a non-negative integer" if minimum == 0 else f"an integer >= {minimum}"
+        raise CertlightError(f"{name}={value!r} must be {kind}")
     return value

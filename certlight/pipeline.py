@@ -13,9 +13,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from certlight.callbacks import ScheduleCallback
-from certlight.config import build, data_root, parse_epsilon, positive_int
+from certlight.config import build, data_root, integer_at_least, parse_epsilon
 from certlight.data import CertifiedDataModule
-from certlight.errors import CertlightError
 from certlight.modules import AutoEpsilon, CertifiedModule
 
 
@@ -57,10 +56,8 @@ def build_run(cfg: DictConfig) -> Run:
     """Check every value and build everything before any training starts."""
     eps_train = parse_epsilon(cfg.eps.train, "eps.train")
     eps_eval = parse_epsilon(cfg.eps.eval, "eps.eval")
-    positive_int(cfg.trainer.max_epochs, "trainer.max_epochs")
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
-        raise CertlightError(f"seed={cfg.seed!r} must be a non-negative integer")
-    pl.seed_everything(cfg.seed, workers=True)
+    integer_at_least(cfg.trainer.max_epochs, "trainer.max_epochs", 1)
+    pl.seed_everything(integer_at_least(cfg.seed, "seed", 0), workers=True)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule, eps_train, eps_eval)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)

@@ -57,8 +57,9 @@ def verify(cfg: DictConfig, output_dir: Path) -> dict:
     net.eval()
     methods = list(cfg.methods)
     example = datamodule.test_set.__getitems__([0])[0]
-    if "crown" in methods and hidden_neurons(net, example) > cfg.crown_max_neurons:
-        print(f"full CROWN skipped: {hidden_neurons(net, example)} ReLUs > crown_max_neurons={cfg.crown_max_neurons}")
+    relus = hidden_neurons(net, example)
+    if "crown" in methods and relus > cfg.crown_max_neurons:
+        print(f"full CROWN skipped: {relus} ReLUs > crown_max_neurons={cfg.crown_max_neurons}")
         methods.remove("crown")
     batches = tqdm(datamodule.test_dataloader(), desc="verify", unit="batch")
     rows = certify_dataset(

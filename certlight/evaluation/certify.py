@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from certlight.bounds import input_box, is_verified
+from certlight.bounds.crown import layer_input_shapes
 from certlight.evaluation.attack import attack_succeeds, pgd_margins
 
 
@@ -43,13 +44,8 @@ class Tally:
 
 def hidden_neurons(net: nn.Sequential, example: torch.Tensor) -> int:
     """ReLU count of a network on one input: what full CROWN's cost grows with."""
-    count, hidden = 0, example[:1]
-    with torch.no_grad():
-        for layer in net:
-            if isinstance(layer, nn.ReLU):
-                count += hidden[0].numel()
-            hidden = layer(hidden)
-    return count
+    shapes = layer_input_shapes(net, example)
+    return sum(shapes[i].numel() for i, layer in enumerate(net) if isinstance(layer, nn.ReLU))
 
 
 @torch.no_grad()

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from certlight.config import parse_epsilon
 from certlight.errors import CertlightError
 
 RESULT_FILES = ("results.json", "verify.json")
@@ -93,8 +94,6 @@ def _group_key(config: dict) -> tuple:
 
 def read_records(path: Path) -> list[Record]:
     data = _load(path)
-    from certlight.config import parse_epsilon
-
     try:
         if path.name == "verify.json":
             config = data["train_config"]
