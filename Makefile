@@ -17,3 +17,5 @@ train-mnist:
 
 bench:
 	$(PYTHON) bench/step_time.py --out results/performance.md
+	$(PYTHON) bench/epoch_time.py --out results/performance.md
+	$(PYTHON) bench/fused_forward.py

@@ -2,8 +2,9 @@
 
 Times the real LightningModule.training_step (+ backward + Adam step) of every variant on the
 same model and batch, the variants taking turns step by step: plain (clean loss only), IBP, CROWN-IBP (beta=1), the same with
-re-weighting + auto-eps, and auto_LiRPA's IBP / CROWN-IBP when it is installed. Reports the
-median over --steps steps after --warmup steps, and ratios to the plain step.
+re-weighting + auto-eps, with torch.compile'd bound passes, and auto_LiRPA's IBP / CROWN-IBP
+when it is installed. Reports the median over --steps steps after --warmup steps (compiling
+happens in the warm-up), ratios to the plain step, and on CUDA each variant's peak memory.
 
     python bench/step_time.py --out results/performance.md
 """
@@ -11,9 +12,7 @@ median over --steps steps after --warmup steps, and ratios to the plain step.
 from __future__ import annotations
 
 import argparse
-import datetime
 import platform
-import shlex
 import statistics
 import sys
 import time
@@ -29,6 +28,7 @@ from certlight.losses import Reweighting  # noqa: E402
 from certlight.models import dm_large, dm_small  # noqa: E402
 from certlight.modules import AutoEpsilon, CrownIBPModule, IBPModule, NaturalModule  # noqa: E402
 from certlight.pipeline import hardware  # noqa: E402
+from sections import emit, heading  # noqa: E402  (bench/sections.py)
 from certlight.schedules import ScheduleValues  # noqa: E402
 
 SETTINGS = {
@@ -46,6 +46,8 @@ def variants(with_lirpa: bool):
         "ibp+reweight+auto_eps": {"cls": IBPModule, "tactics": True},
         "crown_ibp": {"cls": CrownIBPModule},
         "crown_ibp+reweight+auto_eps": {"cls": CrownIBPModule, "tactics": True},
+        "ibp+compile": {"cls": IBPModule, "compile": True},
+        "crown_ibp+compile": {"cls": CrownIBPModule, "compile": True},
     }
     if with_lirpa:
         out["lirpa_ibp"] = {"cls": IBPModule, "backend": "auto_lirpa"}
@@ -66,6 +68,7 @@ def build_variant(build, shape, spec, device):
         reweight=Reweighting("symmetric", gamma=5.0, alpha=0.1) if tactics else None,
         auto_eps=AutoEpsilon(60000, eps_maxoff=0.1, eps_train=0.4) if tactics else None,
         bounds_backend=spec.get("backend", "native"),
+        compile_bounds=spec.get("compile", False),
     ).to(device)
     module.train()
     module.schedule_values = ScheduleValues(eps=0.2, kappa=0.5, beta=1.0)
@@ -100,7 +103,22 @@ def time_variants(build, shape, batch, specs, device, steps, warmup) -> dict[str
             elapsed = one_step(module, optimizer, data, device)
             if step >= warmup:
                 times[name].append(elapsed)
-    return {name: statistics.median(values) for name, values in times.items()}
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    return medians, peak_memory(modules, data, device)
+
+
+def peak_memory(modules, data, device) -> dict[str, float | None]:
+    """CUDA only: MiB a step allocates at its peak above what was already allocated."""
+    if device.type != "cuda":
+        return {name: None for name in modules}
+    peaks = {}
+    for name, (module, optimizer) in modules.items():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        resident = torch.cuda.memory_allocated()
+        one_step(module, optimizer, data, device)
+        peaks[name] = (torch.cuda.max_memory_allocated() - resident) / 2**20
+    return peaks
 
 
 def main(argv=None):
@@ -115,14 +133,12 @@ def main(argv=None):
     warnings.filterwarnings("ignore")
     device = torch.device(args.device)
     lines = [
-        f"### Step time, {datetime.date.today().isoformat()}",
-        "",
-        f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`",
+        *heading("Step time"),
         f"- hardware: {hardware() if device.type == 'cuda' else hardware().split(',')[0]}, torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s), device {device}, Python {platform.python_version()}",
         f"- median of {args.steps} steps after {args.warmup} warm-up steps, variants interleaved step by step; eps 0.2, kappa 0.5, beta 1 (CROWN-IBP pass always on)",
         "",
-        "| setting | batch | variant | step (ms) | x plain |",
-        "|---|---|---|---|---|",
+        "| setting | batch | variant | step (ms) | x plain | step peak memory (MiB) |",
+        "|---|---|---|---|---|---|",
     ]
     for setting in args.settings:
         build, shape, batch = SETTINGS[setting]
@@ -132,23 +148,20 @@ def main(argv=None):
             if unknown:
                 parser.error(f"unknown variants {sorted(unknown)}; allowed: {', '.join(specs)}")
             specs = {name: spec for name, spec in specs.items() if name == "plain" or name in args.variants}
-        results = time_variants(build, shape, batch, specs, device, args.steps, args.warmup)
+        results, peaks = time_variants(build, shape, batch, specs, device, args.steps, args.warmup)
         print(setting, {name: f"{1000 * seconds:.1f} ms" for name, seconds in results.items()}, flush=True)
         for name, seconds in results.items():
-            lines.append(f"| {setting} | {batch} | {name} | {1000 * seconds:.1f} | {seconds / results['plain']:.2f} |")
-        for ours, theirs in (("ibp", "lirpa_ibp"), ("crown_ibp", "lirpa_crown_ibp")):
+            peak = "–" if peaks[name] is None else f"{peaks[name]:.0f}"
+            lines.append(f"| {setting} | {batch} | {name} | {1000 * seconds:.1f} | {seconds / results['plain']:.2f} | {peak} |")
+        for ours, theirs in (("ibp", "lirpa_ibp"), ("crown_ibp", "lirpa_crown_ibp"), ("ibp+compile", "ibp"), ("crown_ibp+compile", "crown_ibp"), ("crown_ibp+compile", "lirpa_crown_ibp")):
             if ours in results and theirs in results:
-                lines.append(f"| {setting} | {batch} | **{theirs} / {ours}** | | **{results[theirs] / results[ours]:.2f}** |")
+                lines.append(f"| {setting} | {batch} | **{theirs} / {ours}** | | **{results[theirs] / results[ours]:.2f}** | |")
         for base in ("ibp", "crown_ibp"):
             if base not in results or f"{base}+reweight+auto_eps" not in results:
                 continue
             overhead = results[f"{base}+reweight+auto_eps"] / results[base] - 1
-            lines.append(f"| {setting} | {batch} | **re-weight + auto-eps overhead on {base}** | | **{100 * overhead:+.1f}%** |")
-    table = "\n".join(lines) + "\n"
-    print(table)
-    if args.out:
-        with open(args.out, "a") as handle:
-            handle.write("\n" + table)
+            lines.append(f"| {setting} | {batch} | **re-weight + auto-eps overhead on {base}** | | **{100 * overhead:+.1f}%** | |")
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

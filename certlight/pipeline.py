@@ -49,6 +49,7 @@ def build_module(cfg: DictConfig, datamodule: CertifiedDataModule, eps_train: fl
         reweight=build(cfg.reweight),
         auto_eps=auto_eps if eps_maxoff > 0 else None,
         bounds_backend=cfg.bounds.backend,
+        compile_bounds=cfg.bounds.compile,
     )
 
 

@@ -4,7 +4,11 @@ from conftest import conv_problem, random_convnet, random_mlp
 from torch import nn
 
 from certlight.bounds import clean_forward, input_box, margin_lower_bounds, margin_spec, mixed_margin_lower
-from certlight.bounds.layers import channel_view
+from certlight.bounds.backends import NativeBounds
+from certlight.bounds.crown import layer_input_shapes
+from certlight.bounds.layers import channel_view, check_supported
+from certlight.errors import CertlightError
+from certlight.models import cnn7_bn, dm_large, dm_medium, dm_small
 from certlight.evaluation import pgd_margins
 
 METHODS = ("ibp", "crown_ibp", "crown")
@@ -145,3 +149,41 @@ def test_at_zero_eps_every_method_gives_the_exact_clean_margins():
         clean = (margin_spec(y, 5) @ model(x).unsqueeze(-1)).squeeze(-1)
     for method in METHODS:
         torch.testing.assert_close(margin_lower_bounds(model, lower, upper, y, method), clean, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("build", [dm_small, dm_medium, dm_large, cnn7_bn])
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_layer_shapes_by_arithmetic_match_a_real_forward(build, shape):
+    net = build(shape[0], shape[1], 10).eval()
+    hidden = torch.zeros(1, *shape)
+    expected = []
+    for layer in net:
+        expected.append(hidden.shape[1:])
+        hidden = layer(hidden)
+    assert layer_input_shapes(net, torch.Size(shape)) == [*expected, hidden.shape[1:]]
+
+
+@pytest.mark.parametrize(
+    "layer, message",
+    [
+        (nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect"), "padding_mode='reflect'"),
+        (nn.Conv2d(1, 2, 3, padding="same"), "padding='same'"),
+        (nn.Flatten(0), "start_dim=0"),
+    ],
+)
+def test_layers_whose_bounds_would_be_wrong_are_refused(layer, message):
+    net = nn.Sequential(layer, nn.Flatten(), nn.Linear(2, 2)) if not isinstance(layer, nn.Flatten) else nn.Sequential(layer, nn.Linear(2, 2))
+    with pytest.raises(CertlightError, match=message):
+        check_supported(net)
+
+
+def test_compiled_bound_passes_equal_eager_ones():
+    torch.manual_seed(0)
+    net = dm_small(1, 28, 10)
+    x = torch.rand(8, 1, 28, 28)
+    y = torch.randint(0, 10, (8,))
+    eager, compiled = NativeBounds(net), NativeBounds(net, compile=True)
+    for eps in (0.05, 0.2):
+        lower, upper = input_box(x, torch.full((8,), eps), [0.0], [1.0])
+        expected = eager.mixed(x, lower, upper, y, 0.7)
+        assert torch.allclose(compiled.mixed(x, lower, upper, y, 0.7), expected, rtol=1e-4, atol=1e-4)

@@ -3,7 +3,7 @@ import torch
 from conftest import SHARED_DATA
 
 from certlight.data import CertifiedDataModule, dataset_info
-from certlight.data.indexed import random_crop_flip
+from certlight.data.indexed import IndexBatch, random_crop_flip
 from certlight.errors import CertlightError
 
 
@@ -80,3 +80,28 @@ def test_the_real_offline_datasets_load(name, folder):
     datamodule.setup()
     assert len(datamodule.train_set) == 60000 and len(datamodule.test_set) == 10000
     assert datamodule.train_set.labels.unique().tolist() == list(range(10))
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_device_resident_path_yields_the_host_paths_batches(name, fake_data_root):
+    """Only indices cross from the host; the batch is gathered where the data lives."""
+    host = CertifiedDataModule(name, str(fake_data_root), batch_size=16, device_resident=False)
+    resident = CertifiedDataModule(name, str(fake_data_root), batch_size=16, device_resident=True)
+    for datamodule in (host, resident):
+        datamodule.setup("fit")
+    for split, loaders in (("train", (host.train_dataloader, resident.train_dataloader)), ("test", (host.val_dataloader, resident.val_dataloader))):
+        torch.manual_seed(3)
+        host_batch = next(iter(loaders[0]()))
+        torch.manual_seed(3)
+        sent = next(iter(loaders[1]()))
+        assert isinstance(sent, IndexBatch) and sent.split == split and sent.index.dtype == torch.long
+        x, y, index = resident.on_after_batch_transfer(sent, 0)
+        assert torch.equal(index, host_batch[2]) and torch.equal(y, host_batch[1])
+        # Bit-identical, CIFAR's random crops included: on CPU both paths draw the permutation
+        # and then the crops from the same generator in the same order.
+        assert torch.equal(x, host_batch[0])
+
+
+def test_device_resident_rejects_unknown_values(fake_data_root):
+    with pytest.raises(CertlightError, match="dataset.device_resident='gpu' is not allowed; use true, false or auto"):
+        CertifiedDataModule("mnist", str(fake_data_root), device_resident="gpu")

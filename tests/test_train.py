@@ -36,6 +36,8 @@ def test_train_py_trains_and_writes_results(fake_data_root, tmp_path):
         ("eps.eval=1.5", "eps.eval=1.5 must lie in [0, 1]"),
         ("data.root=/nonexistent/data", "/nonexistent/data/MNIST/raw/train-images-idx3-ubyte"),
         ("reweight.gamma=-1", "reweight.gamma=-1 must be >= 0"),
+        ("bounds.compile=maybe", "bounds.compile='maybe' must be true or false"),
+        ("dataset.device_resident=gpu", "dataset.device_resident='gpu' is not allowed"),
     ],
 )
 def test_train_py_reports_bad_input_in_one_line_without_a_traceback(override, message, fake_data_root, tmp_path):
@@ -122,3 +124,12 @@ def test_cifar_fixture_trains_with_fraction_epsilons_and_augmentation(fake_data_
     assert results["dataset"] == "cifar10" and results["eps_eval"] == pytest.approx(8 / 255)
     assert results["config"]["dataset"]["batch_size"] == 20
     assert 0 <= results["verified_err"] <= 1
+
+
+def test_device_resident_data_trains_exactly_like_the_host_loader(fake_data_root, tmp_path):
+    runs = {}
+    for resident in ("false", "true"):
+        cfg = compose_train(tiny_run_overrides(fake_data_root, f"dataset.device_resident={resident}"), tmp_path / resident)
+        runs[resident] = train(cfg, tmp_path / resident)
+    for key in ("clean_err", "verified_err"):
+        assert runs["true"][key] == runs["false"][key]

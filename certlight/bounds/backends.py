@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from certlight.bounds.layers import BatchNormAffine, check_supported, clean_forward
-from certlight.bounds.margins import margin_lower_bounds, mixed_margin_lower
+from certlight.bounds.margins import EAGER, margin_lower_bounds, mixed_margin_lower
 from certlight.errors import CertlightError
 
 BACKENDS = ("native", "auto_lirpa")
@@ -15,9 +15,10 @@ BACKENDS = ("native", "auto_lirpa")
 class NativeBounds:
     """certlight's own engine: fast, batched, per-example epsilon; nn.Sequential only."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, compile: bool = False):
         check_supported(net)
         self.net = net
+        self.passes = EAGER.compiled() if compile else EAGER
 
     def clean_forward(self, x: torch.Tensor):
         return clean_forward(self.net, x)
@@ -26,12 +27,17 @@ class NativeBounds:
         return margin_lower_bounds(self.net, lower, upper, y, method, batchnorm)
 
     def mixed(self, x, lower, upper, y, beta: float, batchnorm: BatchNormAffine | None = None):
-        return mixed_margin_lower(self.net, lower, upper, y, beta, batchnorm)
+        return mixed_margin_lower(self.net, lower, upper, y, beta, batchnorm, self.passes)
 
 
-def make_backend(name: str, net: nn.Module):
+def make_backend(name: str, net: nn.Module, compile: bool = False):
+    """``compile``: torch.compile the native training bound passes (bounds.compile)."""
+    if not isinstance(compile, bool):
+        raise CertlightError(f"bounds.compile={compile!r} must be true or false")
     if name == "native":
-        return NativeBounds(net)
+        return NativeBounds(net, compile)
+    if compile:
+        raise CertlightError(f"bounds.compile=true needs bounds.backend=native, got {name!r}")
     if name == "auto_lirpa":
         from certlight.bounds.lirpa import LirpaBounds
 

@@ -103,16 +103,26 @@ def backward_lower_bound(
     return (flat @ center).squeeze(-1) - (flat.abs() @ radius).squeeze(-1) + bias
 
 
-def layer_input_shapes(model: nn.Sequential, example: torch.Tensor) -> list[torch.Size]:
-    """Per-example input shape of every layer (and the output shape last), from one example."""
-    shapes = []
-    hidden = example[:1]
-    with torch.no_grad():
-        for layer in model:
-            shapes.append(hidden.shape[1:])
-            # BatchNorm keeps the shape; calling it in training mode would touch running stats.
-            hidden = hidden if isinstance(layer, _BatchNorm) else layer(hidden)
-    shapes.append(hidden.shape[1:])
+def layer_input_shapes(model: nn.Sequential, input_shape: torch.Size) -> list[torch.Size]:
+    """Per-example input shape of every layer (and the output shape last).
+
+    Plain arithmetic on the layer hyper-parameters (check_supported admits only layers whose
+    shape rule is below), so the hot path runs no extra forward pass to learn them.
+    """
+    shapes = [torch.Size(input_shape)]
+    for layer in model:
+        shape = shapes[-1]
+        if isinstance(layer, nn.Linear):
+            shape = torch.Size([layer.out_features])
+        elif isinstance(layer, nn.Conv2d):
+            spatial = [
+                (size + 2 * p - d * (k - 1) - 1) // s + 1
+                for size, s, p, d, k in zip(shape[-2:], layer.stride, layer.padding, layer.dilation, layer.kernel_size)
+            ]
+            shape = torch.Size([layer.out_channels, *spatial])
+        elif isinstance(layer, nn.Flatten):
+            shape = torch.Size([shape.numel()])
+        shapes.append(shape)
     return shapes
 
 
@@ -125,7 +135,7 @@ def crown_ibp_margin_lower(
     batchnorm: BatchNormAffine | None = None,
 ) -> torch.Tensor:
     """CROWN-IBP lower bounds of ``spec @ f(x)`` (B, S): CROWN backward, IBP intermediates."""
-    shapes = layer_input_shapes(model, lower)
+    shapes = layer_input_shapes(model, lower.shape[1:])
     return backward_lower_bound(model, spec, lower, upper, pre_activation, shapes, batchnorm)
 
 
@@ -171,7 +181,7 @@ def crown_margin_lower(
     neuron's relaxation is exact whatever its bounds. Each CROWN bound is intersected with
     IBP's, which keeps it sound and never looser.
     """
-    shapes = layer_input_shapes(model, lower)
+    shapes = layer_input_shapes(model, lower.shape[1:])
     _, _, ibp_pre_activation = interval_propagate(model, lower, upper, batchnorm, stop=len(model) - 1)
     pre_activation: PreActivationBounds = {}
     for position in sorted(ibp_pre_activation):

@@ -28,6 +28,18 @@ def check_supported(model: nn.Sequential) -> None:
                 f"layer {position} ({type(layer).__name__}) is not supported by the native "
                 f"bound engine; supported: {allowed}"
             )
+        # The radius pass and CROWN's transposed convolutions assume zero padding given as
+        # numbers, and the shape arithmetic a Flatten of everything but the batch.
+        if isinstance(layer, nn.Conv2d) and (isinstance(layer.padding, str) or layer.padding_mode != "zeros"):
+            raise CertlightError(
+                f"layer {position} (Conv2d) has padding={layer.padding!r}, padding_mode={layer.padding_mode!r}; "
+                "the native bound engine needs numeric padding with padding_mode='zeros'"
+            )
+        if isinstance(layer, nn.Flatten) and (layer.start_dim, layer.end_dim) != (1, -1):
+            raise CertlightError(
+                f"layer {position} (Flatten) has start_dim={layer.start_dim}, end_dim={layer.end_dim}; "
+                "the native bound engine needs Flatten(1, -1)"
+            )
     if not isinstance(model[-1], nn.Linear):
         raise CertlightError(
             f"the last layer must be nn.Linear (the margin specification is folded into it), "

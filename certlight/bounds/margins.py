@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -13,6 +16,21 @@ from certlight.bounds.spec import margin_spec
 BOUND_METHODS = ("ibp", "crown_ibp", "crown")
 
 
+@dataclass(frozen=True)
+class BoundPasses:
+    """The two passes training mixes. Both take tensors only (no schedule floats), so
+    ``torch.compile`` builds each graph once and never recompiles as beta and eps move."""
+
+    ibp: Callable = ibp_margin_lower
+    crown_ibp: Callable = crown_ibp_margin_lower
+
+    def compiled(self) -> BoundPasses:
+        return BoundPasses(torch.compile(self.ibp), torch.compile(self.crown_ibp))
+
+
+EAGER = BoundPasses()
+
+
 def mixed_margin_lower(
     model: nn.Sequential,
     lower: torch.Tensor,
@@ -20,6 +38,7 @@ def mixed_margin_lower(
     y: torch.Tensor,
     beta: float,
     batchnorm: BatchNormAffine | None = None,
+    passes: BoundPasses = EAGER,
 ) -> torch.Tensor:
     """``beta * CROWN-IBP + (1 - beta) * IBP`` margin lower bounds, as CROWN-IBP trains.
 
@@ -27,10 +46,10 @@ def mixed_margin_lower(
     is skipped and the result is exactly IBP's.
     """
     spec = margin_spec(y, model[-1].out_features, lower.dtype)
-    ibp_lower, pre_activation = ibp_margin_lower(model, lower, upper, spec, batchnorm)
+    ibp_lower, pre_activation = passes.ibp(model, lower, upper, spec, batchnorm)
     if beta == 0:
         return ibp_lower
-    crown_lower = crown_ibp_margin_lower(model, lower, upper, spec, pre_activation, batchnorm)
+    crown_lower = passes.crown_ibp(model, lower, upper, spec, pre_activation, batchnorm)
     return beta * crown_lower + (1 - beta) * ibp_lower
 
 

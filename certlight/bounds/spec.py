@@ -1,4 +1,8 @@
-"""The margin specification: true-class logit minus every other logit, and the logits it implies."""
+"""The margin specification: true-class logit minus every other logit, and the logits it implies.
+
+Everything here is index arithmetic on (B, K-1) tensors, never boolean-mask selection: mask
+selection has a data-dependent size, which on a GPU makes the host wait for the device.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,12 @@ def other_classes_mask(y: torch.Tensor, num_classes: int) -> torch.Tensor:
     return classes.unsqueeze(0) != y.unsqueeze(1)
 
 
+def other_classes(y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(B, K-1) the classes other than ``y``, in natural order: column j is j if j < y else j+1."""
+    columns = torch.arange(num_classes - 1, device=y.device).unsqueeze(0)
+    return columns + (columns >= y.unsqueeze(1)).long()
+
+
 def margin_spec(y: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Specification matrix C of shape (B, K-1, K): row j is ``e_y - e_j`` for each j != y.
 
@@ -19,9 +29,7 @@ def margin_spec(y: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.fl
     back to class ``others[j]`` with :func:`worst_case_logits`.
     """
     eye = torch.eye(num_classes, dtype=dtype, device=y.device)
-    others = eye.unsqueeze(0).expand(y.shape[0], -1, -1)[other_classes_mask(y, num_classes)]
-    others = others.view(y.shape[0], num_classes - 1, num_classes)
-    return eye[y].unsqueeze(1) - others
+    return eye[y].unsqueeze(1) - eye[other_classes(y, num_classes)]
 
 
 def worst_case_logits(margin_lower: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -32,9 +40,8 @@ def worst_case_logits(margin_lower: torch.Tensor, y: torch.Tensor) -> torch.Tens
     tighter bounds of the elided specification.
     """
     batch, num_others = margin_lower.shape
-    mask = other_classes_mask(y, num_others + 1)
     logits = margin_lower.new_zeros(batch, num_others + 1)
-    return logits.masked_scatter(mask, -margin_lower)
+    return logits.scatter(1, other_classes(y, num_others + 1), -margin_lower)
 
 
 def is_verified(margin_lower: torch.Tensor) -> torch.Tensor:

@@ -18,4 +18,10 @@ class ScheduleCallback(pl.Callback):
         self.schedule = schedule
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        pl_module.schedule_values = self.schedule.at(trainer.global_step, trainer.num_training_batches)
+        values = self.schedule.at(trainer.global_step, trainer.num_training_batches)
+        pl_module.schedule_values = values
+        if trainer.global_step % trainer.log_every_n_steps == 0:
+            # Host floats go straight to the loggers: self.log would copy each to the device.
+            metrics = {"schedule/eps": values.eps, "schedule/kappa": values.kappa, "schedule/beta": values.beta}
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)

@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader
 
-from certlight.data.indexed import IndexedImages, keep_batch
+from certlight.data.indexed import ExampleIndices, IndexBatch, IndexedImages, keep_batch
 from certlight.data.registry import check_files, dataset_info
 from certlight.errors import CertlightError
 
@@ -22,6 +23,12 @@ class CertifiedDataModule(pl.LightningDataModule):
 
     ``train_subset``/``test_subset`` keep the first N examples, for quick runs and tests; the
     indices stay positions in the full training set.
+
+    ``device_resident`` (``"auto"``: on when training on CUDA) is the GPU fast path: both
+    splits are copied to the device once, the DataLoaders yield only example indices, and
+    gathering, augmentation and normalisation run on the device in ``on_after_batch_transfer``,
+    so the GPU never waits for a host-side loader. The sampler stays a normal DataLoader
+    sampler, so Lightning's DistributedSampler still shards the indices under DDP.
     """
 
     def __init__(
@@ -34,6 +41,7 @@ class CertifiedDataModule(pl.LightningDataModule):
         train_subset: int | None = None,
         test_subset: int | None = None,
         augment: bool | None = None,
+        device_resident: bool | str = "auto",
     ):
         super().__init__()
         self.info = dataset_info(name)
@@ -46,12 +54,16 @@ class CertifiedDataModule(pl.LightningDataModule):
                 raise CertlightError(f"dataset.{key} must be null or a positive integer, got {value}")
         if num_workers < 0:
             raise CertlightError(f"dataset.num_workers must be >= 0, got {num_workers}")
+        if device_resident not in (True, False, "auto"):
+            raise CertlightError(f"dataset.device_resident={device_resident!r} is not allowed; use true, false or auto")
+        self.device_resident = device_resident
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.train_subset, self.test_subset = train_subset, test_subset
         self.augment = self.info.augment if augment is None else augment
         self.train_set: IndexedImages | None = None
         self.test_set: IndexedImages | None = None
         self.num_train_total = 0
+        self._resident: dict[tuple[str, torch.device], IndexedImages] = {}
 
     def prepare_data(self) -> None:
         check_files(self.info, self.root)
@@ -71,21 +83,38 @@ class CertifiedDataModule(pl.LightningDataModule):
         self.train_set = IndexedImages(train_images, train_labels, self.info.mean, self.info.std, self.augment)
         self.test_set = IndexedImages(test_images, test_labels, self.info.mean, self.info.std, False)
 
-    def _loader(self, dataset: IndexedImages, batch_size: int, shuffle: bool) -> DataLoader:
+    def _on_device(self) -> bool:
+        if self.device_resident != "auto":
+            return self.device_resident
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        dataset = self.train_set if split == "train" else self.test_set
+        on_device = self._on_device()
+        workers = 0 if on_device else self.num_workers  # index lists need no worker processes
         return DataLoader(
-            dataset,
+            ExampleIndices(split, len(dataset)) if on_device else dataset,
             batch_size=batch_size,
             shuffle=shuffle,
-            num_workers=self.num_workers,
+            num_workers=workers,
             collate_fn=keep_batch,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=workers > 0,
         )
 
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if not isinstance(batch, IndexBatch):
+            return batch
+        device = batch.index.device
+        if (batch.split, device) not in self._resident:
+            dataset = self.train_set if batch.split == "train" else self.test_set
+            self._resident[(batch.split, device)] = dataset.to(device)
+        return self._resident[(batch.split, device)].batch(batch.index)
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
+        return self._loader("train", self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
+        return self._loader("test", self.eval_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()

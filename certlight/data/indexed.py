@@ -8,6 +8,7 @@ uint8 until a batch is drawn; normalisation and augmentation run on the batch te
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import Dataset
@@ -29,41 +30,72 @@ def random_crop_flip(images: torch.Tensor, padding: int = 4, generator: torch.Ge
     return padded[batch_index, channel_index, rows, cols]
 
 
-def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 (B, C, H, W) -> float, scaled to [0, 1] then standardised per channel."""
+def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float, scaled to [0, 1] then standardised per channel (C,) stats."""
     view = (1, -1, 1, 1)
-    mean_t = torch.as_tensor(mean, device=images.device).view(view)
-    std_t = torch.as_tensor(std, device=images.device).view(view)
-    return (images.float() / 255.0 - mean_t) / std_t
+    return (images.float() / 255.0 - mean.view(view)) / std.view(view)
 
 
 class IndexedImages(Dataset):
-    """uint8 images with labels; ``__getitems__`` returns one normalised batch ``(x, y, index)``."""
+    """uint8 images with labels; ``__getitems__`` returns one normalised batch ``(x, y, index)``.
+
+    ``to(device)`` gives a copy that lives on the device, whose :meth:`batch` gathers, augments
+    and normalises there: the GPU fast path, where only example indices cross from the host.
+    """
 
     def __init__(
         self,
         images: torch.Tensor,
         labels: torch.Tensor,
-        mean: Sequence[float],
-        std: Sequence[float],
+        mean: Sequence[float] | torch.Tensor,
+        std: Sequence[float] | torch.Tensor,
         augment: bool = False,
     ):
-        self.images, self.labels = images, labels
-        self.mean, self.std, self.augment = tuple(mean), tuple(std), augment
+        self.images, self.labels, self.augment = images, labels, augment
+        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=images.device)
+        self.std = torch.as_tensor(std, dtype=torch.float32, device=images.device)
 
     def __len__(self) -> int:
         return self.labels.shape[0]
 
-    def __getitems__(self, indices: Sequence[int]):
-        index = torch.as_tensor(indices, dtype=torch.long)
+    def to(self, device: torch.device) -> IndexedImages:
+        move = lambda t: t.to(device)  # noqa: E731
+        return IndexedImages(move(self.images), move(self.labels), move(self.mean), move(self.std), self.augment)
+
+    def batch(self, index: torch.Tensor):
+        """``(x, y, index)`` for the examples at ``index`` (on this dataset's device)."""
         images = self.images[index]
         if self.augment:
             images = random_crop_flip(images)
         return normalize(images, self.mean, self.std), self.labels[index], index
 
+    def __getitems__(self, indices: Sequence[int]):
+        return self.batch(torch.as_tensor(indices, dtype=torch.long))
+
     def __getitem__(self, position: int):
         x, y, index = self.__getitems__([position])
         return x[0], y[0], index[0]
+
+
+@dataclass
+class IndexBatch:
+    """A batch as the host sends it on the fast path: which split, which examples."""
+
+    split: str
+    index: torch.Tensor
+
+
+class ExampleIndices(Dataset):
+    """Yields :class:`IndexBatch` es, for splits that already live on the device."""
+
+    def __init__(self, split: str, size: int):
+        self.split, self.size = split, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitems__(self, indices: Sequence[int]) -> IndexBatch:
+        return IndexBatch(self.split, torch.as_tensor(indices, dtype=torch.long))
 
 
 def keep_batch(batch):

@@ -44,7 +44,7 @@ class Tally:
 
 def hidden_neurons(net: nn.Sequential, example: torch.Tensor) -> int:
     """ReLU count of a network on one input: what full CROWN's cost grows with."""
-    shapes = layer_input_shapes(net, example)
+    shapes = layer_input_shapes(net, example.shape[1:])
     return sum(shapes[i].numel() for i, layer in enumerate(net) if isinstance(layer, nn.ReLU))
 
 

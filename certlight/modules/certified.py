@@ -41,13 +41,18 @@ class CertifiedModule(pl.LightningModule):
         reweight: Reweighting | None = None,
         auto_eps: AutoEpsilon | None = None,
         bounds_backend: str = "native",
+        compile_bounds: bool = False,
     ):
         super().__init__()
-        self.bounder = make_backend(bounds_backend, net)
+        self.bounder = make_backend(bounds_backend, net, compile_bounds)
         if not 0 <= eps_eval <= 1:
             raise CertlightError(f"eps.eval={eps_eval} must lie in [0, 1] (pixel space)")
         self.net = net
-        self.mean, self.std, self.eps_eval = tuple(mean), tuple(std), float(eps_eval)
+        self.eps_eval = float(eps_eval)
+        # Buffers follow the module to its device, so building the input box copies nothing
+        # from the host; not persistent, since the dataset config already defines them.
+        self.register_buffer("input_mean", torch.tensor(tuple(mean), dtype=torch.float32), persistent=False)
+        self.register_buffer("input_std", torch.tensor(tuple(std), dtype=torch.float32), persistent=False)
         self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
         self.reweight = reweight or Reweighting(kind="none")
         self.auto_eps = auto_eps
@@ -63,13 +68,15 @@ class CertifiedModule(pl.LightningModule):
 
     # --- training ------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
+        """One certified step. It never makes the host wait for the device (no ``.item()``,
+        no data-dependent shapes, no tensors built from Python values): tests/test_sync.py."""
         x, y, index = batch
         values = self.schedule_values
         if values is None:
             raise CertlightError("no epsilon/kappa schedule set: add certlight.callbacks.ScheduleCallback to the Trainer")
         logits, batchnorm = self.bounder.clean_forward(x)
         eps = self.auto_eps.epsilon(index, values.eps) if self.auto_eps is not None else x.new_full((x.shape[0],), values.eps)
-        lower, upper = input_box(x, eps, self.mean, self.std)
+        lower, upper = input_box(x, eps, self.input_mean, self.input_std)
         margin_lower = self.robust_margin_lower(x, lower, upper, y, batchnorm, values)
         worst = worst_case_logits(margin_lower, y)
         margin = softmax_margin(worst, y)
@@ -82,14 +89,13 @@ class CertifiedModule(pl.LightningModule):
                 "train/loss": loss,
                 "train/clean_err": (logits.argmax(1) != y).float().mean(),
                 "train/robust_err": (~is_verified(margin_lower)).float().mean(),
-                "train/mean_weight": weights.mean() if weights is not None else torch.ones(()),
+                "train/mean_weight": weights.mean() if weights is not None else margin.new_ones(()),
                 "train/mean_eps": eps.mean(),
             },
             on_step=False,
             on_epoch=True,
             prog_bar=False,
         )
-        self.log_dict({"schedule/eps": values.eps, "schedule/kappa": values.kappa, "schedule/beta": values.beta}, on_step=True, on_epoch=False)
         if self.auto_eps is not None:
             self.log("train/offset_nonzero_frac", (self.auto_eps.offsets > 0).float().mean(), on_step=False, on_epoch=True)
         # Per-example values for callbacks (margin histograms); Lightning optimises "loss".
@@ -106,7 +112,7 @@ class CertifiedModule(pl.LightningModule):
     def certify(self, x: torch.Tensor, y: torch.Tensor, eps: float, methods: Sequence[str]):
         """Clean logits and, per method, the (B, K-1) margin lower bounds at ``eps`` (eval mode)."""
         logits = self.net(x)
-        lower, upper = input_box(x, eps, self.mean, self.std)
+        lower, upper = input_box(x, eps, self.input_mean, self.input_std)
         return logits, {m: self.bounder.margins(x, lower, upper, y, m) for m in methods}
 
     def validation_step(self, batch, batch_idx):
