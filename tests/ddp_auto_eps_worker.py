@@ -1,7 +1,7 @@
 """Run by test_ddp.py: a real 2-process CPU DDP fit (gloo) that records every rank's auto-eps table.
 
 Lightning re-launches this same script for rank 1, so it must be a plain script, not a test.
-Usage: python ddp_auto_eps_worker.py DATA_ROOT OUT_DIR
+Usage: python ddp_auto_eps_worker.py DATA_ROOT OUT_DIR DEVICE_RESIDENT
 """
 
 import os
@@ -28,10 +28,11 @@ class RecordUpdates(pl.Callback):
         self.steps.append({"index": index.cpu(), "margin": outputs["margin"].cpu(), "table": pl_module.auto_eps.offsets.cpu().clone()})
 
 
-def main(data_root: str, out_dir: str) -> None:
+def main(data_root: str, out_dir: str, device_resident: str) -> None:
     overrides = tiny_run_overrides(
         Path(data_root), "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1",
         "auto_eps.eps_maxoff=0.1", "dataset.train_subset=200", "logger=csv",
+        f"dataset.device_resident={device_resident}",
     )
     cfg = compose_train(overrides, Path(out_dir) / "run")
     run = build_run(cfg)
@@ -44,4 +45,4 @@ def main(data_root: str, out_dir: str) -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])

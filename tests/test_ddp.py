@@ -4,17 +4,20 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from conftest import REPO
 
 from certlight.modules import AutoEpsilon
 
 
-def test_every_rank_holds_the_same_table_as_one_process_would(fake_data_root, tmp_path):
+@pytest.mark.parametrize("device_resident", ["false", "true"])
+def test_every_rank_holds_the_same_table_as_one_process_would(device_resident, fake_data_root, tmp_path):
+    """Also with the device-resident data path, whose index batches the DistributedSampler shards."""
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     env.pop("CUDA_VISIBLE_DEVICES", None)
     proc = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "ddp_auto_eps_worker.py"), str(fake_data_root), str(tmp_path)],
+        [sys.executable, str(REPO / "tests" / "ddp_auto_eps_worker.py"), str(fake_data_root), str(tmp_path), device_resident],
         env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
