@@ -100,3 +100,17 @@ def test_grid_gives_table_1_from_verify_files(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "| eps_train \\ eps_eval | 0.3 | 0.35 |"
     assert lines[2] == "| 0.3 | 9.81 | 100.00 |" and lines[3] == "| 0.4 | 8.66 | 11.40 |"
+
+
+def test_runs_differing_only_in_how_they_computed_pool_with_older_runs(tmp_path):
+    """A run from before bounds.compile / dataset.device_resident existed is the same setting."""
+    old = config(seed=0, out=tmp_path / "old")
+    new = config(seed=1, out=tmp_path / "new")
+    new["bounds"] = {"backend": "native", "compile": False}
+    new["dataset"]["device_resident"] = "auto"
+    new["trainer"]["accelerator"] = "gpu"
+    write_result(tmp_path / "old", old, 0.03, 0.11)
+    write_result(tmp_path / "new", new, 0.03, 0.12)
+    records = [r for p in find_result_files([str(tmp_path)]) for r in read_records(p)]
+    rows = markdown_table(records).splitlines()[2:]
+    assert len(rows) == 1 and "| 0,1 | 3.00 ± 0.00 | 11.50 ± 0.71 |" in rows[0], rows

@@ -59,8 +59,8 @@ class IndexedImages(Dataset):
         return self.labels.shape[0]
 
     def to(self, device: torch.device) -> IndexedImages:
-        move = lambda t: t.to(device)  # noqa: E731
-        return IndexedImages(move(self.images), move(self.labels), move(self.mean), move(self.std), self.augment)
+        tensors = (self.images, self.labels, self.mean, self.std)
+        return IndexedImages(*(t.to(device) for t in tensors), augment=self.augment)
 
     def batch(self, index: torch.Tensor):
         """``(x, y, index)`` for the examples at ``index`` (on this dataset's device)."""
@@ -86,7 +86,8 @@ class IndexBatch:
 
 
 class ExampleIndices(Dataset):
-    """Yields :class:`IndexBatch` es, for splits that already live on the device."""
+    """A split's DataLoader source when its images already live on the device: one
+    :class:`IndexBatch` per batch, nothing else."""
 
     def __init__(self, split: str, size: int):
         self.split, self.size = split, size

@@ -77,13 +77,21 @@ def _setting(config: dict, path: Path) -> dict:
         raise CertlightError(f"{path} lacks the training config entry {error}") from None
 
 
-_RUN_LOCAL_KEYS = ("seed", "ckpt_path", "data", "callbacks", "logger", "trainer.default_root_dir")
+# What a run may differ in and still be the same setting: the seed, where files live, and how
+# the same numbers are computed (bound engine, data path, hardware, logging). Runs made before
+# such an option existed then still pool with runs made after.
+_NOT_THE_SETTING = (
+    "seed", "ckpt_path", "data", "callbacks", "logger", "bounds",
+    "trainer.default_root_dir", "trainer.accelerator", "trainer.log_every_n_steps",
+    "trainer.enable_progress_bar", "trainer.enable_model_summary",
+    "dataset.device_resident", "dataset.num_workers", "dataset.eval_batch_size",
+)
 
 
 def _group_key(config: dict) -> tuple:
-    """The whole config minus the seed and run-local paths, as a hashable key."""
+    """The whole config minus what does not define the setting, as a hashable key."""
     pruned = json.loads(json.dumps(config))
-    for key in _RUN_LOCAL_KEYS:
+    for key in _NOT_THE_SETTING:
         node, *rest = key.split(".")
         if rest and isinstance(pruned.get(node), dict):
             pruned[node].pop(rest[0], None)
