@@ -133,3 +133,15 @@ def test_device_resident_data_trains_exactly_like_the_host_loader(fake_data_root
         runs[resident] = train(cfg, tmp_path / resident)
     for key in ("clean_err", "verified_err"):
         assert runs["true"][key] == runs["false"][key]
+
+
+def test_schedule_values_reach_the_logger_every_log_interval(fake_data_root, tmp_path):
+    cfg = compose_train(tiny_run_overrides(fake_data_root, "trainer.log_every_n_steps=2"), tmp_path)
+    train(cfg, tmp_path)
+    rows = [line.split(",") for line in next(tmp_path.glob("csv/*/metrics.csv")).read_text().splitlines()]
+    header = rows[0]
+    logged = [(int(r[header.index("step")]), float(r[header.index("schedule/eps")])) for r in rows[1:] if r[header.index("schedule/eps")]]
+    # 6 steps per epoch, 2 epochs, ramp over the first: eps = 0.1 * step / 6, then 0.1
+    assert [step for step, _ in logged] == [0, 2, 4, 6, 8, 10]
+    for step, eps in logged:
+        assert eps == pytest.approx(min(0.1, 0.1 * step / 6))
