@@ -88,8 +88,11 @@ class CertifiedDataModule(pl.LightningDataModule):
             return self.device_resident
         return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
 
+    def _split(self, split: str) -> IndexedImages:
+        return self.train_set if split == "train" else self.test_set
+
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        dataset = self.train_set if split == "train" else self.test_set
+        dataset = self._split(split)
         on_device = self._on_device()
         workers = 0 if on_device else self.num_workers  # index lists need no worker processes
         return DataLoader(
@@ -106,8 +109,7 @@ class CertifiedDataModule(pl.LightningDataModule):
             return batch
         device = batch.index.device
         if (batch.split, device) not in self._resident:
-            dataset = self.train_set if batch.split == "train" else self.test_set
-            self._resident[(batch.split, device)] = dataset.to(device)
+            self._resident[(batch.split, device)] = self._split(batch.split).to(device)
         return self._resident[(batch.split, device)].batch(batch.index)
 
     def train_dataloader(self) -> DataLoader:
