@@ -114,3 +114,10 @@ def test_runs_differing_only_in_how_they_computed_pool_with_older_runs(tmp_path)
     records = [r for p in find_result_files([str(tmp_path)]) for r in read_records(p)]
     rows = markdown_table(records).splitlines()[2:]
     assert len(rows) == 1 and "| 0,1 | 3.00 ± 0.00 | 11.50 ± 0.71 |" in rows[0], rows
+
+
+def test_a_single_seed_shows_its_value_without_a_made_up_spread(tmp_path):
+    write_result(tmp_path / "one", config(seed=0, out=tmp_path / "one"), 0.0325, 0.1098)
+    records = [r for p in find_result_files([str(tmp_path)]) for r in read_records(p)]
+    row = markdown_table(records).splitlines()[2]
+    assert row.endswith("| 0 | 3.25 | 10.98 |") and "±" not in row

@@ -14,6 +14,12 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _mean_pm_std(values: list[float]) -> str:
+    """``mean ± std`` over seeds; a single run has no spread to show, so just its value."""
+    mean, std = mean_std(values)
+    return f"{mean:.2f} ± {std:.2f}" if len(values) > 1 else f"{mean:.2f}"
+
+
 def _eps(value: float, dataset: str) -> str:
     """CIFAR radii in the papers' x/255 form (8/255, 8.8/255); others as plain numbers."""
     return f"{value * 255:.4g}/255" if dataset == "cifar10" else f"{value:g}"
@@ -37,10 +43,10 @@ def markdown_table(records: list[Record], with_paper: bool = False) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for group in group_records(records):
         first = group[0]
-        clean = mean_std([100 * r.clean_err for r in group])
-        verified = mean_std([100 * r.verified_err for r in group])
+        clean = _mean_pm_std([100 * r.clean_err for r in group])
+        verified = _mean_pm_std([100 * r.verified_err for r in group])
         seeds = ",".join(str(s) for s in sorted(r.seed for r in group))
-        cells = [first.dataset, first.model, first.method, str(first.epochs), _eps(first.eps_eval, first.dataset), _eps(first.eps_train, first.dataset), first.reweight, first.auto_eps, seeds, f"{clean[0]:.2f} ± {clean[1]:.2f}", f"{verified[0]:.2f} ± {verified[1]:.2f}"]
+        cells = [first.dataset, first.model, first.method, str(first.epochs), _eps(first.eps_eval, first.dataset), _eps(first.eps_train, first.dataset), first.reweight, first.auto_eps, seeds, clean, verified]
         if with_paper:
             paper = paper_numbers(first.dataset, first.model, first.method, first.epochs, first.eps_eval, first.eps_train, first.reweight != "off", first.auto_eps != "off")
             cells += list(paper) if paper else ["–", "–"]
