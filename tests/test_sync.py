@@ -85,9 +85,10 @@ class ProbedCrownIBP(Probed, CrownIBPModule):
     pass
 
 
-@pytest.mark.parametrize("cls, model", [(ProbedIBP, dm_small), (ProbedCrownIBP, dm_small), (ProbedCrownIBP, cnn7_bn)])
-def test_certified_training_step_has_no_host_sync(cls, model, fake_data_root):
-    datamodule = CertifiedDataModule("mnist", root=str(fake_data_root), batch_size=20, train_subset=60, test_subset=20)
+def fit_three_steps(cls, model, data_root, accelerator: str = "cpu"):
+    """Fit ``cls`` with re-weighting and auto-eps for one 3-step epoch on the fixture data; eps
+    ramps up from 0 over the epoch, so the later steps run the CROWN pass too."""
+    datamodule = CertifiedDataModule("mnist", root=str(data_root), batch_size=20, train_subset=60, test_subset=20)
     datamodule.setup("fit")
     module = cls(
         model(1, 28, 10),
@@ -101,6 +102,8 @@ def test_certified_training_step_has_no_host_sync(cls, model, fake_data_root):
     module.syncs, module.probed_steps = [], 0
     schedule = TrainingSchedule(eps_train=0.2, warmup_epochs=0, ramp_epochs=1, beta_start=1.0)
     trainer = pl.Trainer(
+        accelerator=accelerator,
+        devices=1,
         max_epochs=1,
         limit_val_batches=0,
         callbacks=[ScheduleCallback(schedule)],
@@ -110,13 +113,20 @@ def test_certified_training_step_has_no_host_sync(cls, model, fake_data_root):
         enable_model_summary=False,
     )
     trainer.fit(module, datamodule=datamodule)
+    assert trainer.global_step == 3
+    return module
+
+
+@pytest.mark.parametrize("cls, model", [(ProbedIBP, dm_small), (ProbedCrownIBP, dm_small), (ProbedCrownIBP, cnn7_bn)])
+def test_certified_training_step_has_no_host_sync(cls, model, fake_data_root):
+    module = fit_three_steps(cls, model, fake_data_root)
     assert module.probed_steps == 2
     assert module.syncs == [], "\n".join(sorted(set(module.syncs)))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_training_step_runs_under_cuda_sync_debug_mode_error(fake_data_root):
-    class Strict(IBPModule):
+    class Strict(CrownIBPModule):
         def training_step(self, batch, batch_idx):
             torch.cuda.set_sync_debug_mode("error")
             try:
@@ -124,18 +134,4 @@ def test_training_step_runs_under_cuda_sync_debug_mode_error(fake_data_root):
             finally:
                 torch.cuda.set_sync_debug_mode("default")
 
-    datamodule = CertifiedDataModule("mnist", root=str(fake_data_root), batch_size=20, train_subset=60, test_subset=20)
-    datamodule.setup("fit")
-    module = Strict(
-        dm_small(1, 28, 10), mean=[0.0], std=[1.0], eps_eval=0.1,
-        optimizer=lambda params: torch.optim.Adam(params, lr=1e-3),
-        reweight=Reweighting("symmetric", gamma=5.0, alpha=0.1),
-        auto_eps=AutoEpsilon(datamodule.num_train_total, eps_maxoff=0.1, eps_train=0.2),
-    )
-    schedule = TrainingSchedule(eps_train=0.2, warmup_epochs=0, ramp_epochs=1)
-    trainer = pl.Trainer(
-        accelerator="gpu", devices=1, max_epochs=1, limit_val_batches=0, callbacks=[ScheduleCallback(schedule)],
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-    )
-    trainer.fit(module, datamodule=datamodule)
-    assert trainer.global_step == 3
+    fit_three_steps(Strict, dm_small, fake_data_root, accelerator="gpu")
