@@ -1,6 +1,6 @@
 """Paper-style tables from runs and sweeps, and margin-distribution figures.
 
-    python -m certlight.report multirun/2026-11-23/10-00-00 [--paper]
+    python -m certlight.report multirun/2026-11-23/10-00-00 [--paper] [--plot seeds.png]
     python -m certlight.report outputs/verify/ --grid      # Table 1 from verify.json files
     python -m certlight.report --margins RUN_A RUN_B --out figure3.png
 """
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from certlight.errors import CertlightError
-from certlight.reporting import find_result_files, grid_table, markdown_table, plot_margin_comparison, read_records
+from certlight.reporting import find_result_files, grid_table, markdown_table, plot_margin_comparison, plot_seed_comparison, read_records
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="*", help="run or multirun directories, or results.json / verify.json files")
     parser.add_argument("--paper", action="store_true", help="add the paper's numbers for the same setting")
     parser.add_argument("--grid", action="store_true", help="verified error as an eps_train x eps_eval grid (Table 1)")
+    parser.add_argument("--plot", metavar="PNG", help="also draw every seed's errors beside the paper's mean ± std")
     parser.add_argument("--margins", nargs="+", metavar="RUN_DIR", help="compare the last-epoch margin histograms of these runs")
     parser.add_argument("--labels", nargs="+", help="legend labels for --margins")
     parser.add_argument("--split", default="test", choices=["test", "train"], help="which margins --margins plots")
@@ -27,10 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.paths and not args.margins:
         parser.error("give result paths, or --margins RUN_DIR...")
+    if args.plot and not args.paths:
+        parser.error("--plot draws result paths: give them")
     try:
         if args.paths:
             records = [record for path in find_result_files(args.paths) for record in read_records(path)]
             print(grid_table(records) if args.grid else markdown_table(records, with_paper=args.paper))
+            if args.plot:
+                plot_seed_comparison(records, Path(args.plot))
+                print(f"written {args.plot}")
         if args.margins:
             plot_margin_comparison([Path(p) for p in args.margins], Path(args.out), f"{args.split}_margin", args.labels)
             print(f"written {args.out}")

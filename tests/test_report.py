@@ -3,7 +3,7 @@ import json
 import pytest
 
 from certlight.report import main as report_main
-from certlight.reporting import find_result_files, markdown_table, read_records
+from certlight.reporting import find_result_files, markdown_table, read_records, seed_rows
 
 
 def config(seed=0, gamma=0.0, maxoff=0.0, eps_train=0.4, model="dm_small", out="/x", epochs=100):
@@ -121,3 +121,25 @@ def test_a_single_seed_shows_its_value_without_a_made_up_spread(tmp_path):
     records = [r for p in find_result_files([str(tmp_path)]) for r in read_records(p)]
     row = markdown_table(records).splitlines()[2]
     assert row.endswith("| 0 | 3.25 | 10.98 |") and "±" not in row
+
+
+def test_seed_rows_keep_every_seed_and_parse_the_papers_numbers(tmp_path, capsys):
+    for seed, verified in enumerate([0.12, 0.13, 0.11]):
+        write_result(tmp_path / f"base_{seed}", config(seed=seed, out=tmp_path / f"base_{seed}"), 0.03, verified)
+    write_result(tmp_path / "both_0", config(gamma=5.0, maxoff=0.15, out=tmp_path / "both_0"), 0.025, 0.10)
+    write_result(tmp_path / "short", config(epochs=10, out=tmp_path / "short"), 0.05, 0.16)
+    records = [r for p in find_result_files([str(tmp_path)]) for r in read_records(p)]
+    rows = {(row.tactics, row.setting.split(",")[1].strip()): row for row in seed_rows(records)}
+    base = rows[("baseline", "100 epochs")]
+    assert sorted(base.verified) == pytest.approx([11.0, 12.0, 13.0]) and base.paper_verified == (12.00, 0.35)
+    both = rows[("re-weight symmetric γ=5.0 α=0.1 + auto-eps 0.15", "100 epochs")]
+    assert both.clean == pytest.approx([2.5]) and both.paper_clean == (2.87, 0.10)
+    assert rows[("baseline", "10 epochs")].paper_verified is None
+    out = tmp_path / "seeds.png"
+    assert report_main([str(tmp_path), "--paper", "--plot", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG" and f"written {out}" in capsys.readouterr().out
+
+
+def test_plot_without_result_paths_is_a_usage_error(tmp_path):
+    with pytest.raises(SystemExit):
+        report_main(["--margins", str(tmp_path), "--plot", str(tmp_path / "x.png")])

@@ -1,4 +1,4 @@
-"""Figures: margin distributions (the paper's Figure 3), from raw margins or saved counts."""
+"""Figures: margin distributions (the paper's Figure 3) and per-seed errors beside the paper's."""
 
 from __future__ import annotations
 
@@ -8,14 +8,21 @@ from pathlib import Path
 import numpy as np
 
 from certlight.errors import CertlightError
+from certlight.reporting.results import Record
+from certlight.reporting.tables import seed_rows
 
 
-def _axes():
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _axes():
+    plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 3.5))
     return plt, figure, axis
 
@@ -61,3 +68,33 @@ def plot_margin_comparison(run_dirs: list[Path], path: Path, key: str = "test_ma
         label = labels[index] if labels else f"{Path(run_dir).name} (epoch {last['epoch']})"
         axis.stairs(density, bins, label=label, fill=index == 0, alpha=0.5 if index == 0 else 1.0)
     _finish(plt, figure, axis, path)
+
+
+def plot_seed_comparison(records: list[Record], path: Path) -> None:
+    """Every seed's clean and verified error as a dot, with the paper's mean ± std under it.
+
+    Two or three seeds make a mean ± std that hides whether rows overlap; the dots show it.
+    """
+    rows = seed_rows(records)
+    settings = sorted({row.setting for row in rows})
+    labels = [row.tactics if len(settings) == 1 else f"{row.setting}\n{row.tactics}" for row in rows]
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=(11, 1.6 + 0.6 * len(rows)), sharey=True)
+    for axis, metric, title in zip(axes, ("clean", "verified"), ("clean error (%)", "verified error (%)")):
+        for position, row in enumerate(rows):
+            values = getattr(row, metric)
+            axis.plot(values, [position - 0.12] * len(values), "o", color="C0", alpha=0.8, label="ours, one dot a seed" if position == 0 else None)
+            axis.plot([np.mean(values)], [position - 0.12], "|", color="C0", markersize=16, label="ours, mean" if position == 0 else None)
+            paper = getattr(row, f"paper_{metric}")
+            if paper:
+                axis.errorbar([paper[0]], [position + 0.12], xerr=[paper[1]], fmt="s", color="C3", capsize=4, label="paper, mean ± std" if position == 0 else None)
+        axis.set_xlabel(title)
+        axis.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(rows)), labels, fontsize=8)
+    axes[0].set_ylim(len(rows) - 0.5, -0.5)
+    figure.legend(*axes[1].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8, frameon=False)
+    if len(settings) == 1:
+        figure.suptitle(settings[0], fontsize=10)
+    figure.tight_layout(rect=(0, 0.4 / figure.get_figheight(), 1, 1))
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -41,3 +41,9 @@ PAPER: dict[tuple, tuple[str, str]] = {
 
 def paper_numbers(dataset, model, method, epochs, eps_eval, eps_train, reweight, auto_eps) -> tuple[str, str] | None:
     return PAPER.get(_key(dataset, model, method, epochs, eps_eval, eps_train, reweight, auto_eps))
+
+
+def printed_mean_std(printed: str) -> tuple[float, float]:
+    """``"12.00±0.35"`` as the paper prints it -> (12.0, 0.35), for plotting beside our seeds."""
+    mean, std = printed.split("±")
+    return float(mean), float(std)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 
 from certlight.errors import CertlightError
-from certlight.reporting.paper import paper_numbers
+from certlight.reporting.paper import printed_mean_std, paper_numbers
 from certlight.reporting.results import Record
 
 
@@ -36,6 +37,41 @@ def group_records(records: list[Record]) -> list[list[Record]]:
     )
 
 
+def paper_row(first: Record) -> tuple[str, str] | None:
+    """The paper's (clean, verified) for this record's setting, if the paper ran it."""
+    return paper_numbers(first.dataset, first.model, first.method, first.epochs, first.eps_eval, first.eps_train, first.reweight != "off", first.auto_eps != "off")
+
+
+@dataclass(frozen=True)
+class SeedRow:
+    """One setting's per-seed errors (%) and the paper's (mean, std) where it has them."""
+
+    setting: str
+    tactics: str
+    clean: list[float]
+    verified: list[float]
+    paper_clean: tuple[float, float] | None
+    paper_verified: tuple[float, float] | None
+
+
+def seed_rows(records: list[Record]) -> list[SeedRow]:
+    """The rows of ``markdown_table`` with every seed kept, for plotting the spread itself."""
+    rows = []
+    for group in group_records(records):
+        first = group[0]
+        tactics = [f"re-weight {first.reweight}"] * (first.reweight != "off") + [f"auto-eps {first.auto_eps}"] * (first.auto_eps != "off")
+        paper = paper_row(first)
+        rows.append(SeedRow(
+            setting=f"{first.dataset} {first.model} {first.method}, {first.epochs} epochs, eps {_eps(first.eps_eval, first.dataset)} / train {_eps(first.eps_train, first.dataset)}",
+            tactics=" + ".join(tactics) or "baseline",
+            clean=[100 * r.clean_err for r in group],
+            verified=[100 * r.verified_err for r in group],
+            paper_clean=printed_mean_std(paper[0]) if paper else None,
+            paper_verified=printed_mean_std(paper[1]) if paper else None,
+        ))
+    return rows
+
+
 def markdown_table(records: list[Record], with_paper: bool = False) -> str:
     columns = ["dataset", "model", "method", "epochs", "eps_eval", "eps_train", "re-weight", "auto-eps", "seeds", "clean err (%)", "verified err (%)"]
     if with_paper:
@@ -48,7 +84,7 @@ def markdown_table(records: list[Record], with_paper: bool = False) -> str:
         seeds = ",".join(str(s) for s in sorted(r.seed for r in group))
         cells = [first.dataset, first.model, first.method, str(first.epochs), _eps(first.eps_eval, first.dataset), _eps(first.eps_train, first.dataset), first.reweight, first.auto_eps, seeds, clean, verified]
         if with_paper:
-            paper = paper_numbers(first.dataset, first.model, first.method, first.epochs, first.eps_eval, first.eps_train, first.reweight != "off", first.auto_eps != "off")
+            paper = paper_row(first)
             cells += list(paper) if paper else ["–", "–"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
