@@ -6,7 +6,7 @@ import statistics
 from dataclasses import dataclass
 
 from certlight.errors import CertlightError
-from certlight.reporting.paper import printed_mean_std, paper_numbers
+from certlight.reporting.paper import paper_numbers, printed_mean_std
 from certlight.reporting.results import Record
 
 
