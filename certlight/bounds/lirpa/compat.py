@@ -17,7 +17,7 @@ import numpy as np
 def _numpy_arraysetops() -> None:
     # numpy 2 removed numpy.lib.arraysetops; auto_LiRPA 0.3 imports `isin` from it.
     try:
-        import numpy.lib.arraysetops  # noqa: F401
+        importlib.import_module("numpy.lib.arraysetops")
     except ImportError:
         shim = types.ModuleType("numpy.lib.arraysetops")
         shim.isin = np.isin
