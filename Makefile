@@ -1,6 +1,5 @@
-# certlight: common tasks. CERTLIGHT_DATA points at the folder holding MNIST/, FashionMNIST/, cifar-10-batches-py/.
+# certlight: common tasks. The data root is found as README "Data" says (or set CERTLIGHT_DATA).
 PYTHON ?= python3
-export CERTLIGHT_DATA ?= $(abspath ../shared/data)
 
 .PHONY: install test train-mnist bench
 

@@ -17,7 +17,6 @@ def main(cfg: DictConfig) -> float:
         results = train(cfg, Path(HydraConfig.get().runtime.output_dir))
     except CertlightError as error:
         sys.exit(f"certlight: error: {error}")
-    print(f"clean error {results['clean_err']:.4f}  verified error {results['verified_err']:.4f}")
     return results["verified_err"]
 
 

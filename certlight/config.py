@@ -9,6 +9,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig
 
+from certlight.data import default_data_root
 from certlight.errors import CertlightError
 
 
@@ -41,12 +42,8 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
 
 
 def data_root(cfg: DictConfig) -> str:
-    """``data.root`` made absolute against the directory the user launched from."""
+    """``data.root`` made absolute against the directory the user launched from; when it is
+    null, :func:`certlight.data.default_data_root` of that directory."""
+    if cfg.data.get("root") is None:
+        return default_data_root(to_absolute_path("."))
     return str(Path(to_absolute_path(str(cfg.data.root))))
-
-
-def integer_at_least(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        kind = "a positive integer" if minimum == 1 else "a non-negative integer" if minimum == 0 else f"an integer >= {minimum}"
-        raise CertlightError(f"{name}={value!r} must be {kind}")
-    return value

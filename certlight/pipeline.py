@@ -1,21 +1,37 @@
-"""Assemble datamodule, network, LightningModule and Trainer from a composed Hydra config."""
+"""Assemble datamodule, network, LightningModule and Trainer from a composed Hydra config, fit,
+and write ``results.json`` with what was actually done — also when the run is stopped."""
 
 from __future__ import annotations
 
 import json
+import logging
+import netrc
+import os
 import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytorch_lightning as pl
 import torch
+from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ProgressBar
 
 from certlight.callbacks import ScheduleCallback
-from certlight.config import build, data_root, integer_at_least, parse_epsilon
+from certlight.checkpoints import epochs_completed, load_checkpoint, resume_changes
+from certlight.config import build, data_root, parse_epsilon
 from certlight.data import CertifiedDataModule
+from certlight.errors import CertlightError
 from certlight.modules import AutoEpsilon, CertifiedModule
+from certlight.validate import integer_at_least, number
+
+log = logging.getLogger("certlight")
+
+
+class RunInterrupted(CertlightError):
+    """Training stopped before its last epoch (SIGTERM, Ctrl-C): results.json says so."""
 
 
 @dataclass
@@ -25,10 +41,11 @@ class Run:
     trainer: pl.Trainer
     eps_train: float
     eps_eval: float
+    ckpt_path: str | None
 
 
 def build_datamodule(cfg: DictConfig) -> CertifiedDataModule:
-    datamodule = build(cfg.dataset, root=data_root(cfg))
+    datamodule = build(cfg.dataset, root=data_root(cfg), seed=cfg.seed)
     datamodule.setup("fit")  # fails now, with the expected path, if the files are missing
     return datamodule
 
@@ -36,7 +53,7 @@ def build_datamodule(cfg: DictConfig) -> CertifiedDataModule:
 def build_module(cfg: DictConfig, datamodule: CertifiedDataModule, eps_train: float, eps_eval: float) -> CertifiedModule:
     info = datamodule.info
     net = build(cfg.model, in_channels=info.channels, in_size=info.size, num_classes=info.num_classes)
-    eps_maxoff = float(cfg.auto_eps.eps_maxoff)
+    eps_maxoff = number(cfg.auto_eps.eps_maxoff, "auto_eps.eps_maxoff", minimum=0)
     auto_eps = AutoEpsilon(datamodule.num_train_total, eps_maxoff, eps_train)
     return build(
         cfg.method,
@@ -53,20 +70,68 @@ def build_module(cfg: DictConfig, datamodule: CertifiedDataModule, eps_train: fl
     )
 
 
-def build_run(cfg: DictConfig) -> Run:
-    """Check every value and build everything before any training starts."""
+def check_wandb(cfg: DictConfig) -> None:
+    """Without a login or offline mode W&B would ask on the terminal (or fail deep inside
+    Lightning): say so before anything starts."""
+    if "wandb" not in (cfg.get("logger") or {}):
+        return
+    if os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun") or cfg.logger.wandb.get("offline"):
+        return
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        logged_in = netrc.netrc().authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        logged_in = False
+    if not (os.environ.get("WANDB_API_KEY") or logged_in):
+        raise CertlightError(
+            "logger=wandb needs a W&B login: run `wandb login` (or set WANDB_API_KEY), or log without an "
+            "account with WANDB_MODE=offline (upload later with `wandb sync`), or use logger=csv / logger=tensorboard"
+        )
+
+
+def check_values(cfg: DictConfig) -> tuple[float, float]:
+    """The values no class below checks, each with its config key."""
     eps_train = parse_epsilon(cfg.eps.train, "eps.train")
     eps_eval = parse_epsilon(cfg.eps.eval, "eps.eval")
     integer_at_least(cfg.trainer.max_epochs, "trainer.max_epochs", 1)
-    pl.seed_everything(integer_at_least(cfg.seed, "seed", 0), workers=True)
+    integer_at_least(cfg.seed, "seed", 0)
+    if "lr" in cfg.optimizer:
+        number(cfg.optimizer.lr, "optimizer.lr", minimum=0, exclusive_minimum=True)
+    check_wandb(cfg)
+    return eps_train, eps_eval
+
+
+def run_parts(cfg: DictConfig, run_config: dict, output_dir: Path) -> tuple[list[dict], str | None]:
+    """Where each part of the run lives, with the config changes a resume made; refuses a
+    resume that would silently change what the run computes."""
+    if not cfg.get("ckpt_path"):
+        return [{"output_dir": str(output_dir), "first_epoch": 0}], None
+    path = to_absolute_path(str(cfg.ckpt_path))
+    checkpoint = load_checkpoint(path, "ckpt_path")
+    allowed = cfg.get("allow_resume_changes") or []
+    changes = resume_changes(checkpoint["certlight_config"], run_config, [str(k) for k in allowed])
+    before = checkpoint.get("certlight_parts") or [{"output_dir": str(Path(path).parents[1]), "first_epoch": 0}]
+    part = {"output_dir": str(output_dir), "first_epoch": epochs_completed(checkpoint), "resumed_from": path, "config_changes": changes}
+    return [*before, part], path
+
+
+def build_run(cfg: DictConfig, output_dir: Path | None = None) -> Run:
+    """Check every value and build everything before any training starts."""
+    output_dir = Path(output_dir) if output_dir is not None else Path.cwd()
+    eps_train, eps_eval = check_values(cfg)
+    run_config = OmegaConf.to_container(cfg, resolve=True)
+    parts, ckpt_path = run_parts(cfg, run_config, output_dir)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule, eps_train, eps_eval)
-    module.run_config = OmegaConf.to_container(cfg, resolve=True)
+    module.run_config, module.run_parts = run_config, parts
     schedule = build(cfg.schedule, eps_train=eps_train)
-    callbacks = [ScheduleCallback(schedule)] + [build(c) for c in (cfg.get("callbacks") or {}).values()]
+    callbacks = [ScheduleCallback(schedule)] + [build(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    if cfg.trainer.get("enable_progress_bar", True) is False:
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = [build(lg) for lg in (cfg.get("logger") or {}).values()]
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    return Run(datamodule, module, trainer, eps_train, eps_eval)
+    return Run(datamodule, module, trainer, eps_train, eps_eval, ckpt_path)
 
 
 def hardware() -> str:
@@ -81,31 +146,70 @@ def hardware() -> str:
     return f"CPU: {cpu}, {torch.get_num_threads()} threads"
 
 
-def train(cfg: DictConfig, output_dir: Path) -> dict:
-    """Fit, evaluate the final model on the test set, and write ``results.json``."""
-    run = build_run(cfg)
-    start = time.time()
-    run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=cfg.get("ckpt_path"))
-    wall = time.time() - start
-    metrics = run.trainer.validate(run.module, datamodule=run.datamodule, verbose=False)[0]
-    results = {
-        "config": run.module.run_config,
+def results_record(cfg: DictConfig, run: Run, metrics: dict, status: str, wall: float) -> dict:
+    """What was actually done: epochs finished, examples trained on and evaluated, every part."""
+    module, datamodule = run.module, run.datamodule
+    return {
+        "config": module.run_config,
+        "status": status,
+        "complete": status == "finished",
         "method": cfg.method._target_.rsplit(".", 1)[-1],
-        "dataset": run.datamodule.info.name,
+        "dataset": datamodule.info.name,
         "eps_train": run.eps_train,
         "eps_eval": run.eps_eval,
         "seed": cfg.seed,
-        "epochs": run.trainer.current_epoch,
-        "clean_err": metrics["val/clean_err"],
-        "verified_err": metrics["val/verified_err"],
+        "epochs": module.epochs_completed,
+        "max_epochs": cfg.trainer.max_epochs,
+        "train_examples": len(datamodule.train_set),
+        "train_examples_total": datamodule.num_train_total,
+        "test_examples": len(datamodule.test_set),
+        "clean_err": metrics.get("val/clean_err"),
+        "verified_err": metrics.get("val/verified_err"),
         "verified_err_by_method": {
             key.removeprefix("val/verified_err_"): value for key, value in metrics.items() if key.startswith("val/verified_err_")
         },
+        "parts": module.run_parts,
+        "data_root": str(datamodule.root),
         "wall_time_s": round(wall, 1),
         "hardware": hardware(),
         "torch": torch.__version__,
     }
+
+
+def write_results(output_dir: Path, results: dict) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2))
+
+
+def train(cfg: DictConfig, output_dir: Path) -> dict:
+    """Fit, evaluate the final model on the test set, and write ``results.json``.
+
+    A run stopped early (SIGTERM, Ctrl-C, an error) still writes ``results.json``, marked
+    incomplete, with the numbers of its last finished epoch, and then raises.
+    """
+    run = build_run(cfg, output_dir)
+    log.info(f"run folder: {output_dir}" + (f" (resuming {run.ckpt_path})" if run.ckpt_path else ""))
+    start = time.time()
+    try:
+        run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=run.ckpt_path)
+    except BaseException as stop:
+        stopped = isinstance(stop, (SystemExit, KeyboardInterrupt))  # Lightning's SIGTERM and Ctrl-C
+        if run.trainer.is_global_zero:
+            write_results(output_dir, results_record(cfg, run, run.module.last_epoch_metrics, "interrupted" if stopped else "failed", time.time() - start))
+        if not stopped:
+            raise
+        last = output_dir / "checkpoints" / "last.ckpt"
+        raise RunInterrupted(
+            f"training stopped after {run.module.epochs_completed} finished epoch(s) of {cfg.trainer.max_epochs}; "
+            f"{output_dir / 'results.json'} is marked incomplete; resume with ckpt_path={last}"
+        ) from None
+    wall = time.time() - start
+    metrics = run.trainer.validate(run.module, datamodule=run.datamodule, verbose=False)[0]
+    results = results_record(cfg, run, metrics, "finished", wall)
     if run.trainer.is_global_zero:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "results.json").write_text(json.dumps(results, indent=2))
+        write_results(output_dir, results)
+    log.info(
+        f"finished {results['epochs']} epochs: clean error {100 * results['clean_err']:.2f}%, verified error "
+        f"{100 * results['verified_err']:.2f}% at eps_eval={run.eps_eval:g}; results in {output_dir / 'results.json'}"
+    )
     return results

@@ -30,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give result paths, or --margins RUN_DIR...")
     if args.plot and not args.paths:
         parser.error("--plot draws result paths: give them")
+    if args.labels and len(args.labels) != len(args.margins or []):
+        parser.error(f"--labels gives {len(args.labels)} labels for {len(args.margins or [])} run(s) in --margins: give one per run")
+    for figure in (args.plot if args.paths else None, args.out if args.margins else None):
+        if figure and not Path(figure).parent.is_dir():
+            print(f"certlight.report: error: --{'plot' if figure == args.plot else 'out'} {figure}: folder {Path(figure).parent} does not exist", file=sys.stderr)
+            return 2
     try:
         if args.paths:
             records = [record for path in find_result_files(args.paths) for record in read_records(path)]

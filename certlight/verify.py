@@ -2,6 +2,8 @@
 
     python -m certlight.verify ckpt=PATH eps.eval=[0.3,0.35,0.4]
 
+Without ``eps.eval`` the radius is the run's own (from the config in the checkpoint).
+
 Writes ``verify.json`` in the Hydra output directory and prints a table.
 """
 
@@ -12,27 +14,18 @@ import sys
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from tqdm import tqdm
 
 from certlight.bounds import BOUND_METHODS
 from certlight.bounds.backends import make_backend
+from certlight.checkpoints import epochs_completed, load_checkpoint
 from certlight.config import build, data_root, parse_epsilon
 from certlight.data import CertifiedDataModule
 from certlight.errors import CertlightError
 from certlight.evaluation import certify_dataset, hidden_neurons
-
-
-def load_checkpoint(path: str) -> dict:
-    file = Path(hydra.utils.to_absolute_path(path))
-    if not file.is_file():
-        raise CertlightError(f"checkpoint {file} does not exist")
-    try:
-        return torch.load(file, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises many types for a bad file
-        raise CertlightError(f"checkpoint {file} could not be read: {error}") from None
+from certlight.validate import integer_at_least, optional_integer_at_least
 
 
 def eps_list(value, default) -> list[float]:
@@ -41,11 +34,16 @@ def eps_list(value, default) -> list[float]:
 
 
 def verify(cfg: DictConfig, output_dir: Path) -> dict:
-    checkpoint = load_checkpoint(cfg.ckpt)
-    train_cfg = OmegaConf.create(checkpoint.get("certlight_config") or {"dataset": cfg.dataset, "model": cfg.model, "eps": {"eval": 0.0}})
+    if not cfg.get("ckpt"):
+        raise CertlightError("ckpt=PATH is required: the checkpoint to verify, e.g. ckpt=outputs/<date>/<time>/checkpoints/last.ckpt")
+    ckpt = str(Path(hydra.utils.to_absolute_path(str(cfg.ckpt))))
+    checkpoint = load_checkpoint(ckpt, "ckpt")
+    train_cfg = OmegaConf.create(checkpoint["certlight_config"])
     unknown = [m for m in cfg.methods if m not in BOUND_METHODS]
     if unknown:
         raise CertlightError(f"methods={unknown} unknown; allowed: {', '.join(BOUND_METHODS)}")
+    integer_at_least(cfg.batch_size, "batch_size", 1)
+    optional_integer_at_least(cfg.test_subset, "test_subset", 1)
     datamodule = CertifiedDataModule(
         train_cfg.dataset.name, root=data_root(cfg), eval_batch_size=cfg.batch_size, test_subset=cfg.test_subset
     )
@@ -61,14 +59,29 @@ def verify(cfg: DictConfig, output_dir: Path) -> dict:
     if "crown" in methods and relus > cfg.crown_max_neurons:
         print(f"full CROWN skipped: {relus} ReLUs > crown_max_neurons={cfg.crown_max_neurons}")
         methods.remove("crown")
+    eps_values = eps_list(cfg.eps.eval, train_cfg.eps.eval)
     batches = tqdm(datamodule.test_dataloader(), desc="verify", unit="batch")
     rows = certify_dataset(
         net, make_backend(cfg.bounds.backend, net), batches, info.mean, info.std,
-        eps_list(cfg.eps.eval, train_cfg.eps.eval), methods, cfg.pgd.steps, cfg.pgd.restarts,
+        eps_values, methods, cfg.pgd.steps, cfg.pgd.restarts,
     )
-    report = {"ckpt": str(Path(hydra.utils.to_absolute_path(cfg.ckpt))), "methods": methods, "results": rows, "train_config": OmegaConf.to_container(train_cfg)}
+    epochs = epochs_completed(checkpoint)
+    report = {
+        "ckpt": ckpt,
+        "methods": methods,
+        # What the checkpoint is: how far its run got, and on how many examples it trained.
+        "epochs_completed": epochs,
+        "complete": epochs >= int(train_cfg.trainer.max_epochs),
+        "train_examples": train_cfg.dataset.train_subset or datamodule.num_train_total,
+        "train_examples_total": datamodule.num_train_total,
+        "test_examples_total": datamodule.num_test_total,
+        "results": rows,
+        "train_config": OmegaConf.to_container(train_cfg),
+    }
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "verify.json").write_text(json.dumps(report, indent=2))
+    print(f"{ckpt}: {epochs} of {train_cfg.trainer.max_epochs} epochs trained; "
+          f"{rows[0]['n'] if rows else 0} test examples")
     print(format_table(rows, methods))
     print(f"written {output_dir / 'verify.json'}")
     return report

@@ -1,5 +1,6 @@
 import itertools
 
+import numpy as np
 import pytest
 import torch
 from conftest import random_convnet, random_mlp
@@ -89,3 +90,31 @@ def test_worst_case_logits_are_zero_at_the_true_class_and_minus_margin_elsewhere
     margin_lower = torch.tensor([[1.0, -2.0, 3.0], [0.5, 0.25, -1.0]])
     logits = worst_case_logits(margin_lower, y)
     torch.testing.assert_close(logits, torch.tensor([[-1.0, 2.0, 0.0, -3.0], [0.0, -0.5, -0.25, 1.0]]))
+
+
+def test_input_box_refuses_inputs_outside_the_data_domain_and_negative_eps():
+    x = torch.tensor([[[[0.2, 1.3]]]])  # 1.3 is no pixel value
+    with pytest.raises(ValueError, match="1 input value"):
+        input_box(x, 0.1, [0.0], [1.0])
+    with pytest.raises(ValueError, match="eps must be >= 0"):
+        input_box(x.clamp(max=1), -0.1, [0.0], [1.0])
+
+
+def test_input_box_takes_a_numpy_scalar_eps():
+    x = torch.tensor([[[[0.5]]]])
+    lower, upper = input_box(x, np.float32(0.25), [0.0], [1.0])
+    assert (lower.item(), upper.item()) == (0.25, 0.75)
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown_ibp", "crown"])
+def test_a_final_linear_without_bias_is_bounded_soundly(method):
+    model = random_mlp(5)
+    model[-1] = torch.nn.Linear(8, 4, bias=False)
+    x = torch.rand(3, 6)
+    y = torch.tensor([0, 1, 2])
+    lower, upper = input_box(x, 0.05, [0.0], [1.0])
+    bound = margin_lower_bounds(model, lower, upper, y, method)
+    samples = lower + (upper - lower) * torch.rand(200, *x.shape)
+    with torch.no_grad():
+        margins = margin_spec(y, 4) @ model(samples.flatten(0, 1)).view(200, 3, 4, 1)
+    assert (bound <= margins.squeeze(-1).min(0).values + 1e-6).all()

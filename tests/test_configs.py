@@ -59,6 +59,18 @@ def test_paper_recipe_values(tmp_path):
         ("trainer.max_epochs=0", "trainer.max_epochs=0 must be a positive integer"),
         ("schedule.kappa_start=2", "schedule.kappa_start=2"),
         ("seed=abc", "seed='abc' must be a non-negative integer"),
+        ("reweight.gamma=abc", "reweight.gamma='abc' is not a number"),
+        ("reweight.alpha=lots", "reweight.alpha='lots' is not a number"),
+        ("schedule.kappa_end=half", "schedule.kappa_end='half' is not a number"),
+        ("auto_eps.eps_maxoff=some", "auto_eps.eps_maxoff='some' is not a number"),
+        ("dataset.batch_size=2.5", "dataset.batch_size=2.5 must be a positive integer"),
+        ("optimizer.lr=-0.1", "optimizer.lr=-0.1 must be > 0"),
+        ("dataset.train_subset=100000", "dataset.train_subset=100000 is larger than the mnist train split (300 examples)"),
+        ("dataset.augment=maybe", "dataset.augment='maybe' is not allowed; use true, false or null"),
+        ("ckpt_path=/nonexistent/last.ckpt", "ckpt_path=/nonexistent/last.ckpt: no such file"),
+        ("reweight.gamma=-1", "reweight.gamma=-1 must be >= 0"),
+        ("bounds.compile=maybe", "bounds.compile='maybe' must be true or false"),
+        ("dataset.device_resident=gpu", "dataset.device_resident='gpu' is not allowed"),
     ],
 )
 def test_bad_values_fail_before_training_with_a_named_error(override, message, fake_data_root, tmp_path):
@@ -70,3 +82,16 @@ def test_bad_values_fail_before_training_with_a_named_error(override, message, f
 def test_fraction_epsilons_are_parsed(fake_data_root, tmp_path):
     run = build_run(compose_train(tiny_run_overrides(fake_data_root, "eps.train=8.8/255", "eps.eval=8/255"), tmp_path))
     assert run.eps_train == pytest.approx(8.8 / 255) and run.module.eps_eval == pytest.approx(8 / 255)
+
+
+def test_wandb_without_a_login_says_how_to_log_offline(fake_data_root, tmp_path, monkeypatch):
+    for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with a W&B key
+    monkeypatch.delenv("NETRC", raising=False)
+    cfg = compose_train(tiny_run_overrides(fake_data_root, "logger=wandb"), tmp_path)
+    with pytest.raises(CertlightError, match=re.escape("logger=wandb needs a W&B login")) as error:
+        build_run(cfg)
+    assert "WANDB_MODE=offline" in str(error.value)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    build_run(cfg)

@@ -1,6 +1,8 @@
+import re
+
 import pytest
 import torch
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, write_mnist_like
 
 from certlight.data import CertifiedDataModule, dataset_info
 from certlight.data.indexed import IndexBatch, random_crop_flip
@@ -8,22 +10,26 @@ from certlight.errors import CertlightError
 
 
 def test_train_batches_carry_unique_stable_indices_covering_the_set(fake_data_root):
-    datamodule = CertifiedDataModule("mnist", str(fake_data_root), batch_size=32)
-    datamodule.setup("fit")
-    images = datamodule.train_set.images
-    seen = []
-    for epoch in range(2):
-        torch.manual_seed(epoch)
+    images = None
+    seen = {}
+    for seed, epoch in ((0, 0), (0, 1), (1, 0), (0, 0)):
+        datamodule = CertifiedDataModule("mnist", str(fake_data_root), batch_size=32, seed=seed)
+        datamodule.setup("fit")
+        datamodule._current_epoch = lambda: epoch  # what the trainer reports
+        images = datamodule.train_set.images
+        torch.manual_seed(len(seen))  # the global RNG must not matter
         indices = torch.cat([index for x, y, index in datamodule.train_dataloader()])
         assert indices.unique().numel() == indices.numel() == len(datamodule.train_set)
-        seen.append(indices)
+        assert torch.equal(indices.sort().values, torch.arange(300))  # shuffled, yet the same set
+        if (seed, epoch) in seen:
+            assert torch.equal(indices, seen[(seed, epoch)])  # a pure function of (seed, epoch)
+        seen[(seed, epoch)] = indices
         for x, y, index in datamodule.train_dataloader():
             # the index names the example: its stored image and label
             assert torch.equal((x * 255).round().to(torch.uint8), images[index])
             assert torch.equal(y, datamodule.train_set.labels[index])
             break
-    assert not torch.equal(seen[0], seen[1])  # shuffled, yet the same set
-    assert torch.equal(seen[0].sort().values, torch.arange(300))
+    assert not torch.equal(seen[(0, 0)], seen[(0, 1)]) and not torch.equal(seen[(0, 0)], seen[(1, 0)])
 
 
 def test_subsets_keep_positions_in_the_full_training_set(fake_data_root):
@@ -68,9 +74,35 @@ def test_unknown_dataset_lists_the_allowed_ones():
         CertifiedDataModule("svhn")
 
 
-def test_bad_batch_size_is_named(fake_data_root):
-    with pytest.raises(CertlightError, match="dataset.batch_size must be a positive integer, got 0"):
-        CertifiedDataModule("mnist", str(fake_data_root), batch_size=0)
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": 0}, "dataset.batch_size=0 must be a positive integer"),
+        ({"batch_size": 2.5}, "dataset.batch_size=2.5 must be a positive integer"),
+        ({"augment": "maybe"}, "dataset.augment='maybe' is not allowed; use true, false or null"),
+        ({"train_subset": 0}, "dataset.train_subset=0 must be a positive integer"),
+    ],
+)
+def test_bad_dataset_values_are_named(kwargs, message, fake_data_root):
+    with pytest.raises(CertlightError, match=re.escape(message)):
+        CertifiedDataModule("mnist", str(fake_data_root), **kwargs)
+
+
+def test_a_subset_larger_than_the_split_is_named(fake_data_root):
+    datamodule = CertifiedDataModule("mnist", str(fake_data_root), train_subset=5000)
+    with pytest.raises(CertlightError, match=re.escape("dataset.train_subset=5000 is larger than the mnist train split (300 examples)")):
+        datamodule.setup("fit")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "not_gzip"])
+def test_a_damaged_data_file_is_named(damage, tmp_path):
+    root = write_mnist_like(tmp_path, n_train=20, n_test=10)
+    file = root / "MNIST" / "raw" / "train-images-idx3-ubyte.gz"
+    data = file.read_bytes()
+    file.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"plain bytes, not gzip" * 10)
+    datamodule = CertifiedDataModule("mnist", str(root))
+    with pytest.raises(CertlightError, match=re.escape(f"{file} could not be read")):
+        datamodule.setup("fit")
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "MNIST").is_dir(), reason="shared MNIST copy not present")

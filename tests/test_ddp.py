@@ -1,26 +1,37 @@
-"""Auto-eps state under DDP: every rank holds the same full table, equal to one process's."""
+"""Under DDP: every rank holds the same full auto-eps table as one process would, the gradient
+is the single-process gradient of the whole global batch, and histograms count every rank."""
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, compose_train, tiny_run_overrides
+from ddp_auto_eps_worker import WORKER_OVERRIDES
 
 from certlight.modules import AutoEpsilon
+from certlight.pipeline import build_run
 
 
-@pytest.mark.parametrize("device_resident", ["false", "true"])
-def test_every_rank_holds_the_same_table_as_one_process_would(device_resident, fake_data_root, tmp_path):
-    """Also with the device-resident data path, whose index batches the DistributedSampler shards."""
+@pytest.fixture(scope="module", params=["false", "true"])
+def ddp_run(request, fake_data_root, tmp_path_factory):
+    """A 2-process CPU fit; also with the device-resident data path, whose index batches the
+    DistributedSampler shards."""
+    out = tmp_path_factory.mktemp(f"ddp_{request.param}")
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     env.pop("CUDA_VISIBLE_DEVICES", None)
     proc = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "ddp_auto_eps_worker.py"), str(fake_data_root), str(tmp_path), device_resident],
+        [sys.executable, str(REPO / "tests" / "ddp_auto_eps_worker.py"), str(fake_data_root), str(out), request.param],
         env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_every_rank_holds_the_same_table_as_one_process_would(ddp_run):
+    tmp_path = ddp_run
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
     assert len(ranks[0]) == len(ranks[1]) == 2  # 200 examples, 2 ranks x 50 per batch
 
@@ -34,3 +45,25 @@ def test_every_rank_holds_the_same_table_as_one_process_would(device_resident, f
         replay.update(torch.cat([step0["index"], step1["index"]]), torch.cat([step0["margin"], step1["margin"]]))
         torch.testing.assert_close(step0["table"], replay.offsets)
     assert (replay.offsets > 0).any()  # the check is not vacuous: some offsets moved
+
+
+def test_a_ddp_step_has_the_gradient_of_one_process_on_the_global_batch(ddp_run, fake_data_root, tmp_path):
+    """Re-weighting on: eq. 8 divides by the weights of the whole global batch, not each rank's."""
+    first = [torch.load(ddp_run / f"first_step{r}.pt") for r in (0, 1)]
+    for name in first[0]["grads"]:
+        torch.testing.assert_close(first[0]["grads"][name], first[1]["grads"][name])
+    run = build_run(compose_train(tiny_run_overrides(fake_data_root, *WORKER_OVERRIDES, "trainer.max_epochs=1"), tmp_path), tmp_path)
+    module = run.module
+    module.schedule_values = run.trainer.callbacks[0].schedule.at(0, 2)
+    x, y, index = (torch.cat([first[0]["batch"][i], first[1]["batch"][i]]) for i in range(3))
+    step = module.training_step((x, y, index), 0)  # once: it also moves the auto-eps offsets
+    assert step["weights"][:50].sum() != step["weights"][50:].sum()  # the ranks' sums differ
+    step["loss"].backward()
+    for name, parameter in module.named_parameters():
+        torch.testing.assert_close(first[0]["grads"][name], parameter.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_margin_histograms_count_the_examples_of_every_rank(ddp_run):
+    (entry,) = json.loads((ddp_run / "run" / "margin_histograms.json").read_text())
+    assert sum(entry["train_margin"]) == 200 and sum(entry["train_eps"]) == 200  # 2 ranks x 100
+    assert sum(entry["test_margin"]) == 100  # the fixture's whole test set, 50 per rank

@@ -73,3 +73,24 @@ def test_first_training_step_with_auto_lirpa_backpropagates():
     x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
     module.training_step((x, y, torch.arange(8)), 0)["loss"].backward()
     assert all(p.grad is not None for p in module.net.parameters())
+
+
+def test_both_backends_bound_a_batchnorm_network_alike_in_training_mode():
+    """Training-mode BatchNorm normalises with the batch's statistics: auto_LiRPA's bounds
+    must use this batch's too (not those it was built with), and update the same running ones."""
+    x = torch.rand(16, 2, 7, 7)
+    y = torch.randint(0, 5, (16,))
+    lower, upper = input_box(x, 0.05, [0.0], [1.0])
+    nets = [random_convnet(0, batchnorm=True).train() for _ in range(2)]
+    native, lirpa = make_backend("native", nets[0]), make_backend("auto_lirpa", nets[1])
+    for step in range(3):  # the running statistics move every step
+        x_step = (x + 0.1 * step).clamp(0, 1)
+        logits, batchnorm = native.clean_forward(x_step)
+        ours = native.mixed(x_step, lower, upper, y, 1.0, batchnorm)
+        their_logits, _ = lirpa.clean_forward(x_step)
+        theirs = lirpa.mixed(x_step, lower, upper, y, 1.0)
+        torch.testing.assert_close(their_logits, logits)
+        assert_relative_close(ours, theirs)
+    for a, b in zip(nets[0].buffers(), nets[1].buffers()):
+        if a.dtype.is_floating_point:
+            torch.testing.assert_close(a, b)

@@ -23,7 +23,9 @@ def config(seed=0, gamma=0.0, maxoff=0.0, eps_train=0.4, model="dm_small", out="
 
 def write_result(folder, cfg, clean, verified):
     folder.mkdir(parents=True)
-    (folder / "results.json").write_text(json.dumps({"config": cfg, "eps_eval": 0.3, "clean_err": clean, "verified_err": verified}))
+    # As train.py wrote it before it recorded "complete" and the examples used: a finished run.
+    result = {"config": cfg, "eps_eval": 0.3, "epochs": cfg["trainer"]["max_epochs"], "clean_err": clean, "verified_err": verified}
+    (folder / "results.json").write_text(json.dumps(result))
 
 
 def test_groups_runs_differing_only_in_seed_with_hand_checked_mean_and_std(tmp_path):
@@ -89,7 +91,7 @@ def test_no_arguments_is_a_usage_error():
 
 def write_verify(folder, eps_train, rows):
     folder.mkdir(parents=True)
-    results = [{"eps_eval": e, "clean_err": 0.02, "pgd_err": v / 2, "verified_err": {"ibp": v, "best": v}} for e, v in rows]
+    results = [{"eps_eval": e, "n": 10000, "clean_err": 0.02, "pgd_err": v / 2, "verified_err": {"ibp": v, "best": v}} for e, v in rows]
     (folder / "verify.json").write_text(json.dumps({"train_config": config(eps_train=eps_train), "methods": ["ibp"], "results": results}))
 
 
@@ -143,3 +145,67 @@ def test_seed_rows_keep_every_seed_and_parse_the_papers_numbers(tmp_path, capsys
 def test_plot_without_result_paths_is_a_usage_error(tmp_path):
     with pytest.raises(SystemExit):
         report_main(["--margins", str(tmp_path), "--plot", str(tmp_path / "x.png")])
+
+
+def write_checkpoint_verify(folder, cfg, epochs, complete, n=10000, total=10000, verified=0.12):
+    folder.mkdir(parents=True)
+    rows = [{"eps_eval": 0.3, "n": n, "clean_err": 0.03, "pgd_err": 0.08, "verified_err": {"ibp": verified, "best": verified}}]
+    (folder / "verify.json").write_text(json.dumps({
+        "train_config": cfg, "epochs_completed": epochs, "complete": complete, "train_examples": 60000,
+        "train_examples_total": 60000, "test_examples_total": total, "results": rows,
+    }))
+
+
+def table_rows(tmp_path):
+    records = [r for p in find_result_files([str(tmp_path)]) for r in read_records(p)]
+    return markdown_table(records, with_paper=True).splitlines()
+
+
+def test_a_checkpoint_stopped_early_is_shown_as_such_and_not_beside_the_paper(tmp_path):
+    write_checkpoint_verify(tmp_path / "early", config(epochs=100), epochs=1, complete=False)
+    header, _, row = table_rows(tmp_path)
+    assert "| 1 of 100 |" in row and row.endswith("| – | – |")
+    write_checkpoint_verify(tmp_path / "done", config(seed=1, epochs=100), epochs=100, complete=True)
+    done = next(r for r in table_rows(tmp_path)[2:] if "| 100 |" in r)
+    assert done.endswith("| 3.27±0.24 | 12.00±0.35 |")
+
+
+@pytest.mark.parametrize("subset", ["train_subset", "test_subset"])
+def test_runs_on_a_subset_are_not_set_beside_the_paper(subset, tmp_path):
+    cfg = config()
+    cfg["dataset"][subset] = 1000
+    write_result(tmp_path / "sub", cfg, 0.03, 0.12)
+    assert table_rows(tmp_path)[2].endswith("| – | – |")
+
+
+def test_verify_on_part_of_the_test_set_is_not_set_beside_the_paper(tmp_path):
+    write_checkpoint_verify(tmp_path / "part", config(), epochs=100, complete=True, n=500, total=10000)
+    assert table_rows(tmp_path)[2].endswith("| – | – |")
+
+
+def test_rows_that_would_print_alike_name_the_keys_that_split_them(tmp_path):
+    for name, batch in (("a", 100), ("b", 50)):
+        cfg = config(out=tmp_path / name)
+        cfg["dataset"]["batch_size"] = batch
+        write_result(tmp_path / name, cfg, 0.03, 0.12)
+    rows = table_rows(tmp_path)
+    assert rows[0].endswith("| differs in |")
+    assert sorted(r.rsplit("|", 2)[1].strip() for r in rows[2:]) == ["dataset.batch_size=100", "dataset.batch_size=50"]
+
+
+def test_two_runs_of_the_same_seed_are_refused_not_pooled(tmp_path, capsys):
+    write_result(tmp_path / "first", config(seed=0, out=tmp_path / "first"), 0.03, 0.12)
+    write_result(tmp_path / "again", config(seed=0, out=tmp_path / "again"), 0.03, 0.13)
+    assert report_main([str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "are two runs of seed 0 in the same setting" in error and str(tmp_path / "first" / "results.json") in error
+
+
+def test_labels_must_match_the_runs_and_the_plot_folder_must_exist(tmp_path, capsys):
+    write_result(tmp_path / "run", config(), 0.03, 0.12)
+    (tmp_path / "run" / "margin_histograms.json").write_text(json.dumps([{"epoch": 0, "bins": [-1, 0, 1], "test_margin": [1, 2]}]))
+    with pytest.raises(SystemExit):
+        report_main(["--margins", str(tmp_path / "run"), "--labels", "a", "b"])
+    assert "--labels gives 2 labels for 1 run" in capsys.readouterr().err
+    assert report_main([str(tmp_path / "run"), "--plot", str(tmp_path / "missing" / "seeds.png")]) == 2
+    assert f"--plot {tmp_path / 'missing' / 'seeds.png'}: folder {tmp_path / 'missing'} does not exist" in capsys.readouterr().err

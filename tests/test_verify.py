@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -8,8 +9,10 @@ import torch
 from conftest import REPO, compose_train, tiny_run_overrides
 
 from certlight.bounds.backends import NativeBounds
+from certlight.errors import CertlightError
 from certlight.evaluation import UnsoundBoundError, certify_dataset
 from certlight.pipeline import train
+from certlight.verify import verify
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +29,14 @@ def run_verify(*args, cwd):
 
 
 def test_verify_orders_attack_and_bounds_consistently(trained_checkpoint, fake_data_root, tmp_path):
-    proc = run_verify(f"ckpt={trained_checkpoint}", f"data.root={fake_data_root}", "eps.eval=[0.0,0.01,0.03]", "pgd.steps=10", "test_subset=50", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    proc = run_verify(
+        f"ckpt={trained_checkpoint}", f"data.root={fake_data_root}", "eps.eval=[0.0,0.01,0.03]", "methods=[ibp,crown_ibp,crown]",
+        "pgd.steps=10", "test_subset=50", f"hydra.run.dir={tmp_path}", cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "verify.json").read_text())
     assert report["methods"] == ["ibp", "crown_ibp", "crown"]
+    assert (report["epochs_completed"], report["complete"]) == (4, True)
     assert "| eps_eval | clean err | PGD err |" in proc.stdout
     for row in report["results"]:
         errors = row["verified_err"]
@@ -58,7 +65,35 @@ def test_an_unsound_bound_stops_the_evaluation(trained_checkpoint):
         certify_dataset(net, Overconfident(net), [(x, y)], [0.0], [1.0], [0.3], ["ibp"], pgd_steps=5)
 
 
-def test_verify_names_a_missing_checkpoint(tmp_path):
-    proc = run_verify(f"ckpt={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+def compose_verify(overrides):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return compose("verify", overrides=overrides)
+
+
+def test_verify_checks_the_runs_own_radius_by_default(fake_data_root, tmp_path):
+    """A Fashion-MNIST run trained and evaluated at 0.07: verify without eps.eval uses 0.07."""
+    out = tmp_path / "run"
+    overrides = tiny_run_overrides(fake_data_root, "dataset=fashion_mnist", "trainer.max_epochs=1", "eps.train=0.08", "eps.eval=0.07")
+    train(compose_train(overrides, out), out)
+    cfg = compose_verify([f"ckpt={out / 'checkpoints' / 'last.ckpt'}", f"data.root={fake_data_root}", "pgd.steps=2", "test_subset=20"])
+    report = verify(cfg, tmp_path / "verify")
+    assert [row["eps_eval"] for row in report["results"]] == [pytest.approx(0.07)]
+    assert report["train_config"]["dataset"]["name"] == "fashion_mnist"
+    assert (report["epochs_completed"], report["complete"], report["train_examples"]) == (1, True, 300)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [("ckpt=null", "ckpt=PATH is required"), ("ckpt=/nonexistent/nope.ckpt", "ckpt=/nonexistent/nope.ckpt: no such file")],
+)
+def test_verify_names_a_missing_checkpoint(override, message, tmp_path):
+    with pytest.raises(CertlightError, match=re.escape(message)):
+        verify(compose_verify([override]), tmp_path)
+
+
+def test_verify_reports_bad_input_in_one_line_without_a_traceback(tmp_path):
+    proc = run_verify(f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert proc.returncode != 0
-    assert f"checkpoint {tmp_path / 'nope.ckpt'} does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    assert "certlight.verify: error: ckpt=PATH is required" in proc.stderr and "Traceback" not in proc.stderr

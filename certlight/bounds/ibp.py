@@ -64,7 +64,7 @@ def spec_linear_lower(
     independently bounded logits, which is tighter and never looser.
     """
     weight = spec @ last.weight  # (B, S, n)
-    bias = spec @ last.bias  # (B, S)
+    bias = spec @ last.bias if last.bias is not None else 0.0  # (B, S)
     center = ((upper + lower) / 2).unsqueeze(-1)
     radius = ((upper - lower) / 2).unsqueeze(-1)
     return (weight @ center).squeeze(-1) - (weight.abs() @ radius).squeeze(-1) + bias

@@ -1,7 +1,7 @@
 """Margin histograms (the paper's Figure 3) every epoch: to W&B, TensorBoard, a PNG, and JSON.
 
 Train margins are the ones the loss used (at each example's training epsilon); test margins
-are at ``eps.eval``. The JSON keeps fixed-bin counts of every epoch so two runs can be
+are at ``eps.eval``. Under DDP every rank's examples are gathered before counting. The JSON keeps fixed-bin counts of every epoch so two runs can be
 compared later (``certlight.report --margins``) without re-running anything.
 """
 
@@ -19,8 +19,15 @@ from certlight.reporting.figures import plot_margins
 BINS = np.linspace(-1.0, 1.0, 51)
 
 
-def _numpy(batches: list[torch.Tensor]) -> np.ndarray:
-    return torch.cat(batches).float().cpu().numpy()
+def _gathered_numpy(trainer, pl_module, batches: list[torch.Tensor]) -> np.ndarray:
+    """This rank's values, and under DDP every rank's (shards may differ in length by a batch)."""
+    local = torch.cat(batches).float()
+    if trainer.world_size == 1:
+        return local.cpu().numpy()
+    sizes = pl_module.all_gather(local.new_tensor([local.numel()])).flatten().long().tolist()
+    padded = torch.nn.functional.pad(local, (0, max(sizes) - local.numel()))
+    gathered = pl_module.all_gather(padded).reshape(len(sizes), -1)
+    return torch.cat([row[:size] for row, size in zip(gathered, sizes)]).cpu().numpy()
 
 
 def _counts(values: np.ndarray, bins: np.ndarray = BINS) -> list[int]:
@@ -57,10 +64,10 @@ class MarginHistograms(pl.Callback):
         if trainer.sanity_checking or trainer.state.fn != "fit" or not self.test_margin:
             self.test_margin = []
             return
-        values = {"test_margin": _numpy(self.test_margin)}
+        values = {"test_margin": _gathered_numpy(trainer, pl_module, self.test_margin)}
         if self.train_margin:
-            values["train_margin"] = _numpy(self.train_margin)
-            values["train_eps"] = _numpy(self.train_eps)
+            values["train_margin"] = _gathered_numpy(trainer, pl_module, self.train_margin)
+            values["train_eps"] = _gathered_numpy(trainer, pl_module, self.train_eps)
         self.train_margin, self.train_eps, self.test_margin = [], [], []
         if trainer.is_global_zero:
             self._record(trainer, values)

@@ -9,13 +9,30 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from certlight.data.indexed import ExampleIndices, IndexBatch, IndexedImages, keep_batch
+from certlight.data.indexed import EpochShuffle, ExampleIndices, IndexBatch, IndexedImages, keep_batch
 from certlight.data.registry import check_files, dataset_info
 from certlight.errors import CertlightError
+from certlight.validate import boolean, integer_at_least, optional_integer_at_least
 
 
-def default_data_root() -> str:
-    return os.environ.get("CERTLIGHT_DATA", "./data")
+# Where a data root is looked for when none is given: the first that exists wins.
+_REPO = Path(__file__).resolve().parents[2]
+DATA_ROOT_CANDIDATES = ("data", str(_REPO / "data"), str(_REPO.parent / "shared" / "data"))
+
+
+def default_data_root(base: str | Path = ".") -> str:
+    """``$CERTLIGHT_DATA``, else the first existing folder of ``./data``, ``<repo>/data`` and
+    ``<repo>/../shared/data`` (this project's machines keep the datasets there), else ``./data``.
+
+    A plain ``python train.py`` then finds the data without a variable exported by ``make``.
+    """
+    if os.environ.get("CERTLIGHT_DATA"):
+        return os.environ["CERTLIGHT_DATA"]
+    for candidate in DATA_ROOT_CANDIDATES:
+        path = Path(base) / candidate
+        if path.is_dir():
+            return str(path.resolve())
+    return str((Path(base) / "data").resolve())
 
 
 class CertifiedDataModule(pl.LightningDataModule):
@@ -42,27 +59,27 @@ class CertifiedDataModule(pl.LightningDataModule):
         test_subset: int | None = None,
         augment: bool | None = None,
         device_resident: bool | str = "auto",
+        seed: int = 0,
     ):
         super().__init__()
         self.info = dataset_info(name)
         self.root = Path(root if root is not None else default_data_root()).expanduser()
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if int(value) <= 0:
-                raise CertlightError(f"dataset.{key} must be a positive integer, got {value}")
+            integer_at_least(value, f"dataset.{key}", 1)
         for key, value in (("train_subset", train_subset), ("test_subset", test_subset)):
-            if value is not None and int(value) <= 0:
-                raise CertlightError(f"dataset.{key} must be null or a positive integer, got {value}")
-        if num_workers < 0:
-            raise CertlightError(f"dataset.num_workers must be >= 0, got {num_workers}")
+            optional_integer_at_least(value, f"dataset.{key}", 1)
+        integer_at_least(num_workers, "dataset.num_workers", 0)
+        boolean(augment, "dataset.augment", allow_null=True)
         if device_resident not in (True, False, "auto"):
             raise CertlightError(f"dataset.device_resident={device_resident!r} is not allowed; use true, false or auto")
         self.device_resident = device_resident
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.train_subset, self.test_subset = train_subset, test_subset
         self.augment = self.info.augment if augment is None else augment
+        self.seed = seed
         self.train_set: IndexedImages | None = None
         self.test_set: IndexedImages | None = None
-        self.num_train_total = 0
+        self.num_train_total = self.num_test_total = 0
         self._resident: dict[tuple[str, torch.device], IndexedImages] = {}
 
     def prepare_data(self) -> None:
@@ -75,7 +92,10 @@ class CertifiedDataModule(pl.LightningDataModule):
         folder = self.root / self.info.folder
         train_images, train_labels = self.info.load(folder, True)
         test_images, test_labels = self.info.load(folder, False)
-        self.num_train_total = train_labels.shape[0]
+        self.num_train_total, self.num_test_total = train_labels.shape[0], test_labels.shape[0]
+        for key, subset, available in (("train_subset", self.train_subset, train_labels.shape[0]), ("test_subset", self.test_subset, test_labels.shape[0])):
+            if subset is not None and subset > available:
+                raise CertlightError(f"dataset.{key}={subset} is larger than the {self.info.name} {key.split('_')[0]} split ({available} examples)")
         if self.train_subset is not None:
             train_images, train_labels = train_images[: self.train_subset], train_labels[: self.train_subset]
         if self.test_subset is not None:
@@ -91,14 +111,18 @@ class CertifiedDataModule(pl.LightningDataModule):
     def _split(self, split: str) -> IndexedImages:
         return self.train_set if split == "train" else self.test_set
 
+    def _current_epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         dataset = self._split(split)
         on_device = self._on_device()
         workers = 0 if on_device else self.num_workers  # index lists need no worker processes
+        source = ExampleIndices(split, len(dataset)) if on_device else dataset
         return DataLoader(
-            ExampleIndices(split, len(dataset)) if on_device else dataset,
+            source,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=EpochShuffle(source, self.seed, self._current_epoch) if shuffle else None,
             num_workers=workers,
             collate_fn=keep_batch,
             persistent_workers=workers > 0,

@@ -7,11 +7,12 @@ uint8 until a batch is drawn; normalisation and augmentation run on the batch te
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, RandomSampler
 
 
 def random_crop_flip(images: torch.Tensor, padding: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -102,3 +103,23 @@ class ExampleIndices(Dataset):
 def keep_batch(batch):
     """Collate function for datasets that already return whole batches."""
     return batch
+
+
+class EpochShuffle(RandomSampler):
+    """A permutation that is a pure function of ``(seed, epoch)``, drawn from its own generator.
+
+    The global RNG then never decides the data order, and the epoch is read when an epoch's
+    first batch is drawn (``epoch()``, the trainer's current epoch), so a run resumed from a
+    checkpoint sees exactly the order the uninterrupted run saw. (Lightning creates the first
+    iterator of a resumed run before it calls ``set_epoch``, so that hook cannot be relied on.)
+    A RandomSampler subclass, so under DDP Lightning still swaps in its DistributedSampler.
+    """
+
+    def __init__(self, data_source: Dataset, seed: int, epoch: Callable[[], int]):
+        super().__init__(data_source)
+        self.seed, self.epoch = seed, epoch
+
+    def __iter__(self):
+        state = np.random.SeedSequence([self.seed, self.epoch()]).generate_state(1)[0]
+        generator = torch.Generator().manual_seed(int(state))
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,16 +32,22 @@ def read_idx(path: Path) -> torch.Tensor:
     if found is None:
         raise CertlightError(f"missing data file {path}(.gz)")
     opener = gzip.open if found.suffix == ".gz" else open
-    with opener(found, "rb") as handle:
-        data = handle.read()
+    try:
+        with opener(found, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
+        raise CertlightError(f"{found} could not be read ({error}); delete it and put a complete copy there") from None
+    if len(data) < 4:
+        raise CertlightError(f"{found} is truncated: {len(data)} bytes, no IDX header")
     magic = int.from_bytes(data[0:4], "big")
     dtype_code, ndim = (magic >> 8) & 0xFF, magic & 0xFF
     if magic >> 16 != 0 or dtype_code not in _IDX_DTYPES:
         raise CertlightError(f"{found} is not an unsigned-byte IDX file (magic {magic:#x})")
     shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    values = max(len(data) - 4 - 4 * ndim, 0)
+    if values != int(np.prod(shape)):
+        raise CertlightError(f"{found} is truncated: expected {shape}, found {values} values")
     array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if array.size != int(np.prod(shape)):
-        raise CertlightError(f"{found} is truncated: expected {shape}, found {array.size} values")
     return torch.from_numpy(array.reshape(shape).copy())
 
 

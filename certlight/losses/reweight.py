@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from certlight.errors import CertlightError
+from certlight.validate import number
 
 REWEIGHT_KINDS = ("none", "symmetric", "monotonic")
 
@@ -25,11 +26,9 @@ class Reweighting:
     def __init__(self, kind: str = "symmetric", gamma: float = 0.0, alpha: float = 0.1):
         if kind not in REWEIGHT_KINDS:
             raise CertlightError(f"reweight.kind={kind!r} is unknown; allowed: {', '.join(REWEIGHT_KINDS)}")
-        if gamma < 0:
-            raise CertlightError(f"reweight.gamma={gamma} must be >= 0 (0 = equal weights)")
-        if alpha < 0:
-            raise CertlightError(f"reweight.alpha={alpha} must be >= 0")
-        self.kind, self.gamma, self.alpha = kind, float(gamma), float(alpha)
+        gamma = number(gamma, "reweight.gamma", minimum=0)  # 0 = equal weights
+        alpha = number(alpha, "reweight.alpha", minimum=0)
+        self.kind, self.gamma, self.alpha = kind, gamma, alpha
 
     @property
     def active(self) -> bool:

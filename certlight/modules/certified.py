@@ -13,9 +13,11 @@ from torchmetrics import MeanMetric
 from certlight.bounds import input_box, is_verified, worst_case_logits
 from certlight.bounds.backends import make_backend
 from certlight.bounds.layers import BatchNormAffine
+from certlight.checkpoints import epochs_completed
 from certlight.errors import CertlightError
 from certlight.losses import Reweighting, certified_loss, softmax_margin
 from certlight.modules.auto_eps import AutoEpsilon
+from certlight.modules.rng import rng_state, set_rng_state
 from certlight.schedules import ScheduleValues
 
 
@@ -57,8 +59,13 @@ class CertifiedModule(pl.LightningModule):
         self.reweight = reweight or Reweighting(kind="none")
         self.auto_eps = auto_eps
         self.schedule_values: ScheduleValues | None = None
-        # The composed training config, saved in every checkpoint so verify can rebuild the run.
+        # The composed training config, saved in every checkpoint so verify can rebuild the run,
+        # and the parts the run was made in (output folder, first epoch, config changes).
         self.run_config: dict | None = None
+        self.run_parts: list[dict] = []
+        # What results.json reports of an interrupted run: epochs finished and the last one's numbers.
+        self.epochs_completed = 0
+        self.last_epoch_metrics: dict[str, float] = {}
         self.val_clean_err = MeanMetric()
         self.val_verified_err = nn.ModuleDict({m: MeanMetric() for m in (*self.eval_methods, "best")})
 
@@ -76,12 +83,13 @@ class CertifiedModule(pl.LightningModule):
             raise CertlightError("no epsilon/kappa schedule set: add certlight.callbacks.ScheduleCallback to the Trainer")
         logits, batchnorm = self.bounder.clean_forward(x)
         eps = self.auto_eps.epsilon(index, values.eps) if self.auto_eps is not None else x.new_full((x.shape[0],), values.eps)
-        lower, upper = input_box(x, eps, self.input_mean, self.input_std)
+        # Our own batches lie in the data domain by construction; checking would make the host wait.
+        lower, upper = input_box(x, eps, self.input_mean, self.input_std, check_domain=False)
         margin_lower = self.robust_margin_lower(x, lower, upper, y, batchnorm, values)
         worst = worst_case_logits(margin_lower, y)
         margin = softmax_margin(worst, y)
         weights = self.reweight(margin)
-        loss = certified_loss(logits, worst, y, values.kappa, weights)
+        loss = certified_loss(logits, worst, y, values.kappa, weights, self._weight_normaliser(weights))
         if self.auto_eps is not None:
             self.auto_eps.update(*self._gathered(index, margin.detach()))
         self.log_dict(
@@ -95,11 +103,20 @@ class CertifiedModule(pl.LightningModule):
             on_step=False,
             on_epoch=True,
             prog_bar=False,
+            sync_dist=True,  # reduced once at the epoch's end: every rank's examples, not rank 0's
         )
         if self.auto_eps is not None:
             self.log("train/offset_nonzero_frac", (self.auto_eps.offsets > 0).float().mean(), on_step=False, on_epoch=True)
         # Per-example values for callbacks (margin histograms); Lightning optimises "loss".
         return {"loss": loss, "margin": margin.detach(), "eps": eps.detach(), "weights": weights}
+
+    def _weight_normaliser(self, weights: torch.Tensor | None) -> torch.Tensor | None:
+        """Under DDP, the mean over ranks of each rank's weight sum: with it, the gradients DDP
+        averages equal those of one process on the whole global batch (eq. 8 normalises by the
+        sum of all the batch's weights, not by each rank's own)."""
+        if weights is None or self._trainer is None or self._trainer.world_size == 1:
+            return None
+        return self.trainer.strategy.reduce(weights.sum(), reduce_op="mean")
 
     def _gathered(self, index: torch.Tensor, margin: torch.Tensor):
         """Every rank's (index, margin), so all ranks apply identical auto-eps updates."""
@@ -129,16 +146,37 @@ class CertifiedModule(pl.LightningModule):
         return {"margin": softmax_margin(worst_case_logits(bounds[self.eval_methods[0]], y), y)}
 
     def on_validation_epoch_end(self):
-        self.log("val/clean_err", self.val_clean_err.compute(), prog_bar=True)
+        values = {"val/clean_err": self.val_clean_err.compute()}
         self.val_clean_err.reset()
         for method, metric in self.val_verified_err.items():
-            name = "val/verified_err" if method == "best" else f"val/verified_err_{method}"
-            self.log(name, metric.compute(), prog_bar=method == "best")
+            values["val/verified_err" if method == "best" else f"val/verified_err_{method}"] = metric.compute()
             metric.reset()
+        for name, value in values.items():
+            self.log(name, value, prog_bar=name in ("val/clean_err", "val/verified_err"))
+        if not self.trainer.sanity_checking and self.trainer.state.fn == "fit":
+            self.last_epoch_metrics = {"epoch": self.current_epoch, **{k: float(v) for k, v in values.items()}}
+
+    def on_train_epoch_end(self):
+        self.epochs_completed += 1
 
     def on_save_checkpoint(self, checkpoint):
         if self.run_config is not None:
             checkpoint["certlight_config"] = self.run_config
+        checkpoint["certlight_parts"] = self.run_parts
+        checkpoint["certlight_progress"] = {"epochs_completed": self.epochs_completed, "last_epoch_metrics": self.last_epoch_metrics}
+        checkpoint["certlight_rng"] = rng_state()
+
+    def on_load_checkpoint(self, checkpoint):
+        self.epochs_completed = epochs_completed(checkpoint)
+        self.last_epoch_metrics = checkpoint.get("certlight_progress", {}).get("last_epoch_metrics", {})
+        if "certlight_rng" in checkpoint:
+            set_rng_state(checkpoint["certlight_rng"])
+        # A deliberate resume change may turn auto-eps on or off: the table starts empty or is dropped.
+        state = checkpoint["state_dict"]
+        if self.auto_eps is None:
+            state.pop("auto_eps.offsets", None)
+        elif "auto_eps.offsets" not in state:
+            state["auto_eps.offsets"] = torch.zeros_like(self.auto_eps.offsets)
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())

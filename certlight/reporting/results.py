@@ -6,16 +6,20 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from certlight import run_keys
 from certlight.config import parse_epsilon
 from certlight.errors import CertlightError
 
 RESULT_FILES = ("results.json", "verify.json")
+# Besides the output keys (run_keys), a run may differ in these and still be the same setting:
+# its seed, and how the same numbers are computed (bound engine, hardware).
+_NOT_THE_SETTING = ("seed", *run_keys.COMPUTATION_KEYS)
 _METHOD_NAMES = {"IBPModule": "ibp", "CrownIBPModule": "crown_ibp", "NaturalModule": "natural"}
 
 
 @dataclass(frozen=True)
 class Record:
-    """One evaluation of one run at one eps_eval."""
+    """One evaluation of one run at one eps_eval, with what was actually done."""
 
     path: Path
     seed: int
@@ -23,14 +27,26 @@ class Record:
     dataset: str
     model: str
     method: str
-    epochs: int
+    epochs: int | None  # epochs the run finished (None: not recorded)
+    max_epochs: int
+    complete: bool
+    train_examples: int | None  # None: not recorded
+    full_train: bool
+    test_examples: int
+    full_test: bool
     eps_eval: float
     eps_train: float
     reweight: str
     auto_eps: str
     clean_err: float
     verified_err: float
+    setting: dict = field(default_factory=dict, compare=False)  # flat config keys, for "differs in"
     extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def full_setting(self) -> bool:
+        """Trained to the end on the whole training set and evaluated on the whole test set."""
+        return self.complete and self.full_train and self.full_test
 
 
 def find_result_files(paths: list[str]) -> list[Path]:
@@ -71,50 +87,55 @@ def _setting(config: dict, path: Path) -> dict:
             "method": _METHOD_NAMES.get(method, method),
             "reweight": "off" if reweight.get("kind") == "none" or (reweight.get("kind") == "symmetric" and not reweight.get("gamma")) else f"{reweight['kind']} γ={reweight.get('gamma', '-')} α={reweight.get('alpha')}",
             "auto_eps": f"{config['auto_eps']['eps_maxoff']:g}" if config["auto_eps"]["eps_maxoff"] else "off",
-            "epochs": int(config["trainer"]["max_epochs"]),
+            "max_epochs": int(config["trainer"]["max_epochs"]),
         }
     except (KeyError, TypeError, AttributeError) as error:
         raise CertlightError(f"{path} lacks the training config entry {error}") from None
 
 
-# What a run may differ in and still be the same setting: the seed, where files live, and how
-# the same numbers are computed (bound engine, data path, hardware, logging). Runs made before
-# such an option existed then still pool with runs made after.
-_NOT_THE_SETTING = (
-    "seed", "ckpt_path", "data", "callbacks", "logger", "bounds",
-    "trainer.default_root_dir", "trainer.accelerator", "trainer.log_every_n_steps",
-    "trainer.enable_progress_bar", "trainer.enable_model_summary",
-    "dataset.device_resident", "dataset.num_workers", "dataset.eval_batch_size",
-)
-
-
-def _group_key(config: dict) -> tuple:
-    """The whole config minus what does not define the setting, as a hashable key."""
-    pruned = json.loads(json.dumps(config))
-    for key in _NOT_THE_SETTING:
-        node, *rest = key.split(".")
-        if rest and isinstance(pruned.get(node), dict):
-            pruned[node].pop(rest[0], None)
-        elif not rest:
-            pruned.pop(node, None)
-    return (json.dumps(pruned, sort_keys=True),)
+def _done(data: dict, config: dict, verify_file: bool) -> dict:
+    """Epochs finished and examples used. Files written before these were recorded: a
+    results.json was only ever written by a finished run; a verify.json says nothing of its
+    checkpoint's epochs, so it never counts as the full setting."""
+    subset = (config.get("dataset") or {}).get("train_subset")
+    if verify_file:
+        epochs = data.get("epochs_completed")
+        complete = bool(data.get("complete", False))
+    else:
+        epochs = data.get("epochs")
+        complete = bool(data.get("complete", True))
+    train = data.get("train_examples", subset)
+    total = data.get("train_examples_total")
+    full_train = subset is None if total is None or train is None else train == total
+    return {"epochs": epochs, "complete": complete, "train_examples": train, "full_train": full_train}
 
 
 def read_records(path: Path) -> list[Record]:
     data = _load(path)
+    verify_file = path.name == "verify.json"
     try:
-        if path.name == "verify.json":
+        if verify_file:
             config = data["train_config"]
-            rows = [(r["eps_eval"], r["clean_err"], r["verified_err"]["best"], r) for r in data["results"]]
+            total = data.get("test_examples_total")
+            rows = [(r["eps_eval"], r["clean_err"], r["verified_err"]["best"], r["n"], total is not None and r["n"] == total, r) for r in data["results"]]
         else:
             config = data["config"]
-            rows = [(data["eps_eval"], data["clean_err"], data["verified_err"], {})]
+            test_subset = (config.get("dataset") or {}).get("test_subset")
+            rows = [(data["eps_eval"], data["clean_err"], data["verified_err"], data.get("test_examples", test_subset), test_subset is None, {})]
     except (KeyError, TypeError) as error:
         raise CertlightError(f"{path} lacks the entry {error}") from None
+    if any(row[1] is None or row[2] is None for row in rows):
+        raise CertlightError(f"{path} has no errors: the run stopped before its first epoch finished")
     setting = _setting(config, path)
+    done = _done(data, config, verify_file)
     eps_train = parse_epsilon(config["eps"]["train"], f"{path}: eps.train")
-    group = _group_key(config)
+    flat = run_keys.setting(config, also_ignore=_NOT_THE_SETTING)
+    group = (json.dumps(flat, sort_keys=True, default=str), done["epochs"], done["complete"], done["train_examples"], path.name)
     return [
-        Record(path, int(config.get("seed", 0)), (*group, round(float(eps), 6), path.name), eps_eval=float(eps), eps_train=eps_train, clean_err=float(clean), verified_err=float(verified), extra=extra, **setting)
-        for eps, clean, verified, extra in rows
+        Record(
+            path, int(config.get("seed", 0)), (*group, round(float(eps), 6), tests),
+            eps_eval=float(eps), eps_train=eps_train, clean_err=float(clean), verified_err=float(verified),
+            test_examples=tests, full_test=full_test, setting=flat, extra=extra, **setting, **done,
+        )
+        for eps, clean, verified, tests, full_test, extra in rows
     ]

@@ -27,19 +27,56 @@ def _eps(value: float, dataset: str) -> str:
 
 
 def group_records(records: list[Record]) -> list[list[Record]]:
+    """Records of one setting together; two runs of the same seed in one setting are refused:
+    they are not independent, and pooling them would shrink the spread."""
     groups: dict[tuple, list[Record]] = {}
     for record in records:
-        groups.setdefault(record.group, []).append(record)
+        group = groups.setdefault(record.group, [])
+        twin = next((r for r in group if r.seed == record.seed), None)
+        if twin is not None:
+            raise CertlightError(
+                f"{twin.path} and {record.path} are two runs of seed {record.seed} in the same setting; "
+                "a table pools independent seeds only: pass one of them"
+            )
+        group.append(record)
     # Within a setting, the paper's row order: baseline, auto-eps, re-weight, both.
     return sorted(
         groups.values(),
-        key=lambda g: (g[0].dataset, g[0].model, g[0].method, g[0].epochs, g[0].eps_eval, g[0].eps_train, g[0].reweight != "off", g[0].reweight, g[0].auto_eps != "off", g[0].auto_eps),
+        key=lambda g: (g[0].dataset, g[0].model, g[0].method, g[0].epochs or 0, g[0].eps_eval, g[0].eps_train, g[0].reweight != "off", g[0].reweight, g[0].auto_eps != "off", g[0].auto_eps, g[0].group),
     )
 
 
 def paper_row(first: Record) -> tuple[str, str] | None:
-    """The paper's (clean, verified) for this record's setting, if the paper ran it."""
+    """The paper's (clean, verified) for this record's setting, if the paper ran it and the
+    run did all of it: every epoch, the whole training set, the whole test set."""
+    if not first.full_setting:
+        return None
     return paper_numbers(first.dataset, first.model, first.method, first.epochs, first.eps_eval, first.eps_train, first.reweight != "off", first.auto_eps != "off")
+
+
+def _epochs(record: Record) -> str:
+    shown = "?" if record.epochs is None else str(record.epochs)
+    return shown if record.complete else f"{shown} of {record.max_epochs}"
+
+
+def _examples(record: Record) -> str:
+    return f"{record.train_examples or 'all'}/{record.test_examples or 'all'}"
+
+
+def _label_cells(first: Record) -> list[str]:
+    return [first.dataset, first.model, first.method, _epochs(first), _examples(first), _eps(first.eps_eval, first.dataset), _eps(first.eps_train, first.dataset), first.reweight, first.auto_eps]
+
+
+def _differences(groups: list[list[Record]]) -> list[str]:
+    """For rows whose printed cells are identical, the config keys (and values) that split them."""
+    shown = [tuple(_label_cells(g[0])) for g in groups]
+    notes = []
+    for index, group in enumerate(groups):
+        twins = [groups[i][0].setting for i, cells in enumerate(shown) if cells == shown[index] and i != index]
+        mine = group[0].setting
+        keys = sorted({k for other in twins for k in mine.keys() | other.keys() if mine.get(k) != other.get(k)})
+        notes.append(", ".join(f"{k}={mine.get(k, '–')}" for k in keys))
+    return notes
 
 
 @dataclass(frozen=True)
@@ -62,7 +99,7 @@ def seed_rows(records: list[Record]) -> list[SeedRow]:
         tactics = [f"re-weight {first.reweight}"] * (first.reweight != "off") + [f"auto-eps {first.auto_eps}"] * (first.auto_eps != "off")
         paper = paper_row(first)
         rows.append(SeedRow(
-            setting=f"{first.dataset} {first.model} {first.method}, {first.epochs} epochs, eps {_eps(first.eps_eval, first.dataset)} / train {_eps(first.eps_train, first.dataset)}",
+            setting=f"{first.dataset} {first.model} {first.method}, {_epochs(first)} epochs, eps {_eps(first.eps_eval, first.dataset)} / train {_eps(first.eps_train, first.dataset)}",
             tactics=" + ".join(tactics) or "baseline",
             clean=[100 * r.clean_err for r in group],
             verified=[100 * r.verified_err for r in group],
@@ -73,19 +110,27 @@ def seed_rows(records: list[Record]) -> list[SeedRow]:
 
 
 def markdown_table(records: list[Record], with_paper: bool = False) -> str:
-    columns = ["dataset", "model", "method", "epochs", "eps_eval", "eps_train", "re-weight", "auto-eps", "seeds", "clean err (%)", "verified err (%)"]
+    """One row per setting. ``epochs`` says "k of n" for a run that stopped early, ``examples``
+    the training/test examples used; rows that would print alike name the keys that split them."""
+    groups = group_records(records)
+    notes = _differences(groups)
+    columns = ["dataset", "model", "method", "epochs", "examples (train/test)", "eps_eval", "eps_train", "re-weight", "auto-eps", "seeds", "clean err (%)", "verified err (%)"]
     if with_paper:
         columns += ["paper clean (%)", "paper verified (%)"]
+    if any(notes):
+        columns.append("differs in")
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for group in group_records(records):
+    for group, note in zip(groups, notes):
         first = group[0]
         clean = _mean_pm_std([100 * r.clean_err for r in group])
         verified = _mean_pm_std([100 * r.verified_err for r in group])
         seeds = ",".join(str(s) for s in sorted(r.seed for r in group))
-        cells = [first.dataset, first.model, first.method, str(first.epochs), _eps(first.eps_eval, first.dataset), _eps(first.eps_train, first.dataset), first.reweight, first.auto_eps, seeds, clean, verified]
+        cells = [*_label_cells(first), seeds, clean, verified]
         if with_paper:
             paper = paper_row(first)
             cells += list(paper) if paper else ["–", "–"]
+        if any(notes):
+            cells.append(note)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from certlight.errors import CertlightError
+from certlight.validate import number
 
 
 def ramp_progress(step: int, start_step: int, ramp_steps: int) -> float:
@@ -60,15 +61,11 @@ class TrainingSchedule:
     def __post_init__(self):
         if self.shape not in RAMP_SHAPES:
             raise CertlightError(f"schedule.shape={self.shape!r} is unknown; allowed: {', '.join(RAMP_SHAPES)}")
-        if self.eps_train < 0 or self.eps_train > 1:
-            raise CertlightError(f"eps.train={self.eps_train} must lie in [0, 1] (pixel space)")
+        number(self.eps_train, "eps.train", minimum=0, maximum=1)
         for name in ("warmup_epochs", "ramp_epochs"):
-            if getattr(self, name) < 0:
-                raise CertlightError(f"schedule.{name}={getattr(self, name)} must be >= 0")
+            number(getattr(self, name), f"schedule.{name}", minimum=0)
         for name in ("kappa_start", "kappa_end", "beta_start", "beta_end"):
-            value = getattr(self, name)
-            if not 0 <= value <= 1:
-                raise CertlightError(f"schedule.{name}={value} must lie in [0, 1]")
+            number(getattr(self, name), f"schedule.{name}", minimum=0, maximum=1)
 
     def at(self, step: int, steps_per_epoch: int) -> ScheduleValues:
         progress = ramp_progress(

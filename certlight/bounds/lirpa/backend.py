@@ -49,13 +49,23 @@ class LirpaBounds:
                 self.num_classes = self.net(example).shape[1]
             self.net.train(was_training)
             self.bounded.train(was_training)
+            # Parameters are shared, buffers are copies: point the copies at the network's own
+            # BatchNorm running statistics, so both update and read one set.
+            own = dict(self.net.named_buffers())
+            for name, buffer in self.bounded.named_buffers():
+                if name in own:
+                    buffer.data = own[name].data
         return self.bounded
 
     def clean_forward(self, x: torch.Tensor):
+        """The clean logits, computed by the bounded module: in training mode its BatchNorm
+        nodes record this batch's statistics there, and its bounds use them (the plain
+        network's forward would leave the statistics the module was built with)."""
         # Build first: BoundedModule's constructor copies the state dict into the shared
         # parameters, which would invalidate the autograd graph of an earlier forward.
-        self._module(x)
-        return self.net(x), None
+        module = self._module(x)
+        module.train(self.net.training)
+        return module(x), None
 
     def margins(self, x, lower, upper, y, method: str = "ibp", batchnorm=None) -> torch.Tensor:
         module = self._module(x)
