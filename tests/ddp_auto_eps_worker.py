@@ -31,13 +31,16 @@ class RecordUpdates(pl.Callback):
         if batch_idx == 0:
             self.first_step["batch"] = [t.cpu().clone() for t in batch]
 
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.first_step["epoch_mean_weight"] = float(trainer.callback_metrics["train/mean_weight"])
+
     def on_after_backward(self, trainer, pl_module):
         if "grads" not in self.first_step:
             self.first_step["grads"] = {n: p.grad.detach().cpu().clone() for n, p in pl_module.named_parameters()}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         _, _, index = batch
-        self.steps.append({"index": index.cpu(), "margin": outputs["margin"].cpu(), "table": pl_module.auto_eps.offsets.cpu().clone()})
+        self.steps.append({"index": index.cpu(), "margin": outputs["margin"].cpu(), "weights": outputs["weights"].cpu(), "table": pl_module.auto_eps.offsets.cpu().clone()})
 
 
 def main(data_root: str, out_dir: str, device_resident: str) -> None:

@@ -63,6 +63,15 @@ def test_a_ddp_step_has_the_gradient_of_one_process_on_the_global_batch(ddp_run,
         torch.testing.assert_close(first[0]["grads"][name], parameter.grad, rtol=1e-5, atol=1e-7)
 
 
+def test_epoch_metrics_average_every_ranks_examples(ddp_run):
+    first = [torch.load(ddp_run / f"first_step{r}.pt") for r in (0, 1)]
+    steps = [torch.load(ddp_run / f"rank{r}.pt") for r in (0, 1)]
+    local = [torch.cat([s["weights"] for s in rank]).mean() for rank in steps]
+    assert abs(local[0] - local[1]) > 1e-4  # the ranks' own means differ
+    for rank in first:
+        assert rank["epoch_mean_weight"] == pytest.approx(float(sum(local) / 2), rel=1e-5)
+
+
 def test_margin_histograms_count_the_examples_of_every_rank(ddp_run):
     (entry,) = json.loads((ddp_run / "run" / "margin_histograms.json").read_text())
     assert sum(entry["train_margin"]) == 200 and sum(entry["train_eps"]) == 200  # 2 ranks x 100
