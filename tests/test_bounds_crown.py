@@ -5,8 +5,8 @@ from torch import nn
 
 from certlight.bounds import clean_forward, input_box, margin_lower_bounds, margin_spec, mixed_margin_lower
 from certlight.bounds.backends import NativeBounds
-from certlight.bounds.crown import layer_input_shapes
-from certlight.bounds.layers import channel_view, check_supported
+from certlight.bounds import check_supported
+from certlight.bounds.rules import SequentialRule, channel_view
 from certlight.errors import CertlightError
 from certlight.models import cnn7_bn, dm_large, dm_medium, dm_small
 from certlight.evaluation import pgd_margins
@@ -46,14 +46,14 @@ def test_training_mode_batchnorm_bounds_are_sound_for_the_batch_statistics():
     model = random_convnet(7, batchnorm=True).train()
     x = torch.rand(8, 2, 7, 7)
     y = torch.randint(0, 5, (8,))
-    _, affine = clean_forward(model, x)
+    _, state = clean_forward(model, x)
     lower, upper = input_box(x, 0.03, [0.0], [1.0])
 
     def fixed_statistics_forward(points):
         hidden = points
         for position, layer in enumerate(model):
-            if position in affine:
-                scale, shift = affine[position]
+            if (position,) in state.batchnorm:
+                scale, shift = state.batchnorm[(position,)]
                 hidden = hidden * channel_view(scale, hidden) + channel_view(shift, hidden)
             else:
                 hidden = layer(hidden)
@@ -62,7 +62,7 @@ def test_training_mode_batchnorm_bounds_are_sound_for_the_batch_statistics():
     spec = margin_spec(y, 5)
     sampled = sampled_min_margins(fixed_statistics_forward, lower, upper, spec, 800)
     for beta in (0.0, 0.5, 1.0):
-        bound = mixed_margin_lower(model, lower, upper, y, beta, affine)
+        bound = mixed_margin_lower(model, lower, upper, y, beta, state)
         assert (bound <= sampled + 1e-4).all()
 
 
@@ -130,7 +130,7 @@ def test_beta_zero_is_exactly_ibp_and_gradients_flow_through_the_mix():
 
 
 def test_relu_relaxation_is_exact_on_stable_neurons_and_encloses_unstable_ones():
-    from certlight.bounds.crown import relu_relaxation
+    from certlight.bounds.rules import relu_relaxation
 
     lower = torch.tensor([0.5, -2.0, -1.0, -3.0, 0.0, -1.0])
     upper = torch.tensor([2.0, -0.5, 3.0, 1.0, 0.0, 1.0])
@@ -160,7 +160,7 @@ def test_layer_shapes_by_arithmetic_match_a_real_forward(build, shape):
     for layer in net:
         expected.append(hidden.shape[1:])
         hidden = layer(hidden)
-    assert layer_input_shapes(net, torch.Size(shape)) == [*expected, hidden.shape[1:]]
+    assert SequentialRule().in_shapes(net, torch.Size(shape)) == [*expected, hidden.shape[1:]]
 
 
 @pytest.mark.parametrize(

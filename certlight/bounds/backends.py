@@ -5,15 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from certlight.bounds.layers import BatchNormAffine, check_supported, clean_forward
+from certlight.bounds.engine import check_supported, clean_forward
 from certlight.bounds.margins import EAGER, margin_lower_bounds, mixed_margin_lower
+from certlight.bounds.rules import WalkState
 from certlight.errors import CertlightError
 
 BACKENDS = ("native", "auto_lirpa")
 
 
 class NativeBounds:
-    """certlight's own engine: fast, batched, per-example epsilon; nn.Sequential only."""
+    """certlight's own engine: fast, batched, per-example epsilon; nn.Sequential with Residual blocks."""
 
     def __init__(self, net: nn.Module, compile: bool = False):
         check_supported(net)
@@ -23,11 +24,11 @@ class NativeBounds:
     def clean_forward(self, x: torch.Tensor):
         return clean_forward(self.net, x)
 
-    def margins(self, x, lower, upper, y, method: str = "ibp", batchnorm: BatchNormAffine | None = None):
-        return margin_lower_bounds(self.net, lower, upper, y, method, batchnorm)
+    def margins(self, x, lower, upper, y, method: str = "ibp", state: WalkState | None = None):
+        return margin_lower_bounds(self.net, lower, upper, y, method, state)
 
-    def mixed(self, x, lower, upper, y, beta: float, batchnorm: BatchNormAffine | None = None):
-        return mixed_margin_lower(self.net, lower, upper, y, beta, batchnorm, self.passes)
+    def mixed(self, x, lower, upper, y, beta: float, state: WalkState | None = None):
+        return mixed_margin_lower(self.net, lower, upper, y, beta, state, self.passes)
 
 
 def make_backend(name: str, net: nn.Module, compile: bool = False):

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from certlight.bounds.crown import crown_ibp_margin_lower, crown_margin_lower
-from certlight.bounds.ibp import ibp_margin_lower
-from certlight.bounds.layers import BatchNormAffine
+from certlight.bounds.engine import crown_ibp_margin_lower, crown_margin_lower, ibp_margin_lower
+from certlight.bounds.rules import WalkState
 from certlight.bounds.spec import margin_spec
 
 BOUND_METHODS = ("ibp", "crown_ibp", "crown")
@@ -37,7 +36,7 @@ def mixed_margin_lower(
     upper: torch.Tensor,
     y: torch.Tensor,
     beta: float,
-    batchnorm: BatchNormAffine | None = None,
+    state: WalkState | None = None,
     passes: BoundPasses = EAGER,
 ) -> torch.Tensor:
     """``beta * CROWN-IBP + (1 - beta) * IBP`` margin lower bounds, as CROWN-IBP trains.
@@ -46,10 +45,10 @@ def mixed_margin_lower(
     is skipped and the result is exactly IBP's.
     """
     spec = margin_spec(y, model[-1].out_features, lower.dtype)
-    ibp_lower, pre_activation = passes.ibp(model, lower, upper, spec, batchnorm)
+    ibp_lower, walk = passes.ibp(model, lower, upper, spec, state)
     if beta == 0:
         return ibp_lower
-    crown_lower = passes.crown_ibp(model, lower, upper, spec, pre_activation, batchnorm)
+    crown_lower = passes.crown_ibp(model, lower, upper, spec, walk)
     return beta * crown_lower + (1 - beta) * ibp_lower
 
 
@@ -59,14 +58,14 @@ def margin_lower_bounds(
     upper: torch.Tensor,
     y: torch.Tensor,
     method: str = "ibp",
-    batchnorm: BatchNormAffine | None = None,
+    state: WalkState | None = None,
 ) -> torch.Tensor:
     """Lower bounds of ``f(x)_y - f(x)_j`` for every j != y over the box, shape (B, K-1)."""
     if method == "ibp":
-        return mixed_margin_lower(model, lower, upper, y, 0.0, batchnorm)
+        return mixed_margin_lower(model, lower, upper, y, 0.0, state)
     if method == "crown_ibp":
-        return mixed_margin_lower(model, lower, upper, y, 1.0, batchnorm)
+        return mixed_margin_lower(model, lower, upper, y, 1.0, state)
     if method == "crown":
         spec = margin_spec(y, model[-1].out_features, lower.dtype)
-        return crown_margin_lower(model, lower, upper, spec, batchnorm)
+        return crown_margin_lower(model, lower, upper, spec, state)
     raise ValueError(f"unknown bound method {method!r}; allowed: {', '.join(BOUND_METHODS)}")

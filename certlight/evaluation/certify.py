@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from certlight.bounds import input_box, is_verified
-from certlight.bounds.crown import layer_input_shapes
+from certlight.bounds import input_box, is_verified, relu_count
 from certlight.evaluation.attack import attack_succeeds, pgd_margins
 
 
@@ -42,10 +41,9 @@ class Tally:
         }
 
 
-def hidden_neurons(net: nn.Sequential, example: torch.Tensor) -> int:
+def hidden_neurons(net: nn.Module, example: torch.Tensor) -> int:
     """ReLU count of a network on one input: what full CROWN's cost grows with."""
-    shapes = layer_input_shapes(net, example.shape[1:])
-    return sum(shapes[i].numel() for i, layer in enumerate(net) if isinstance(layer, nn.ReLU))
+    return relu_count(net, example.shape[1:])
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ from torchmetrics import MeanMetric
 
 from certlight.bounds import input_box, is_verified, worst_case_logits
 from certlight.bounds.backends import make_backend
-from certlight.bounds.layers import BatchNormAffine
+from certlight.bounds.rules import WalkState
 from certlight.checkpoints import epochs_completed
 from certlight.errors import CertlightError
 from certlight.losses import Reweighting, certified_loss, softmax_margin
@@ -70,7 +70,7 @@ class CertifiedModule(pl.LightningModule):
         self.val_verified_err = nn.ModuleDict({m: MeanMetric() for m in (*self.eval_methods, "best")})
 
     # --- the bound: what siblings change -------------------------------------------------
-    def robust_margin_lower(self, x, lower, upper, y, batchnorm: BatchNormAffine | None, values: ScheduleValues):
+    def robust_margin_lower(self, x, lower, upper, y, batchnorm: WalkState | None, values: ScheduleValues):
         raise NotImplementedError
 
     # --- training ------------------------------------------------------------------------

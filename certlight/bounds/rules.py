@@ -1,0 +1,382 @@
+"""One rule per layer type: everything the bound engine knows about that layer, in one place.
+
+A rule says, for its layer type,
+- ``out_shape``: the per-example output shape (plain arithmetic: no probe forward pass);
+- ``forward``: the clean forward, recording what the bounds must hold fixed (BatchNorm's
+  batch statistics in training mode);
+- ``interval``: the interval (IBP) image of a box;
+- ``backward``: a linear function ``A @ layer(h)`` rewritten as ``A' @ h + b`` (CROWN), using
+  a linear relaxation where the layer is not affine.
+Containers (``nn.Sequential``, :class:`~certlight.models.Residual`) walk their children with
+the children's rules. Everything a walk records is keyed by the layer's *walk key* (the path
+of child indices from the network's root), so a module object used twice never shares state.
+
+Adding a layer type is one class here with ``@rule_for_type(LayerType)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from certlight.errors import CertlightError
+from certlight.models.residual import Residual
+
+Key = tuple  # a layer's path in the walk: () for the root, (3,) for its 4th child, (3, "body", 0), ...
+Bounds = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class WalkState:
+    """What one pass over the network records, keyed by walk key: the (scale, shift) each
+    BatchNorm applied in the clean forward, and the input bounds of every ReLU."""
+
+    batchnorm: dict[Key, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    pre_activation: dict[Key, Bounds] = field(default_factory=dict)
+
+
+class Rule:
+    # Containers list their parts; ``chained`` parts feed each other in order (Sequential),
+    # parallel ones all read the container's input (the branches of a Residual).
+    chained = False
+
+    def parts(self, layer: nn.Module, key: Key, in_shape: torch.Size) -> list[tuple[nn.Module, Key, torch.Size]]:
+        """``(child, walk key, child's input shape)`` for each child; none for a leaf layer."""
+        return []
+
+    def check(self, layer: nn.Module, key: Key) -> None:
+        """Raise a CertlightError naming the layer if this instance cannot be bounded soundly."""
+
+    def out_shape(self, layer: nn.Module, shape: torch.Size) -> torch.Size:
+        return shape
+
+    def forward(self, layer: nn.Module, x: torch.Tensor, key: Key, state: WalkState) -> torch.Tensor:
+        return layer(x)
+
+    def interval(self, layer: nn.Module, lower, upper, key: Key, state: WalkState) -> Bounds:
+        raise NotImplementedError
+
+    def backward(self, layer: nn.Module, coefficients, key: Key, state: WalkState, in_shape: torch.Size):
+        """``(A', b)`` with ``A @ layer(h) >= A' @ h + b`` (equality for affine layers); ``b`` is (B, S)."""
+        raise NotImplementedError
+
+
+RULES: dict[type, Rule] = {}
+
+
+def rule_for_type(*types: type) -> Callable[[type[Rule]], type[Rule]]:
+    def register(cls: type[Rule]) -> type[Rule]:
+        for layer_type in types:
+            RULES[layer_type] = cls()
+        return cls
+
+    return register
+
+
+def rule(layer: nn.Module) -> Rule:
+    for layer_type in type(layer).__mro__:
+        if layer_type in RULES:
+            return RULES[layer_type]
+    supported = ", ".join(sorted(t.__name__ for t in RULES))
+    raise CertlightError(f"layer {type(layer).__name__} is not supported by the native bound engine; supported: {supported}")
+
+
+def _sum_trailing(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.flatten(2).sum(-1)
+
+
+def channel_view(vector: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape a per-channel vector so it broadcasts over a (B, C, ...) tensor."""
+    return vector.view(1, -1, *([1] * (like.dim() - 2)))
+
+
+def _centre_radius(lower, upper):
+    return (upper + lower) / 2, (upper - lower) / 2
+
+
+class Monotone(Rule):
+    """Element-wise non-decreasing layers: the interval image is the image of the ends."""
+
+    def interval(self, layer, lower, upper, key, state):
+        return layer(lower), layer(upper)
+
+
+# --- affine layers ------------------------------------------------------------------------
+@rule_for_type(nn.Linear)
+class LinearRule(Rule):
+    def out_shape(self, layer, shape):
+        return torch.Size([layer.out_features])
+
+    def interval(self, layer, lower, upper, key, state):
+        centre, radius = _centre_radius(lower, upper)
+        centre, radius = layer(centre), F.linear(radius, layer.weight.abs())
+        return centre - radius, centre + radius
+
+    def backward(self, layer, coefficients, key, state, in_shape):
+        bias = coefficients @ layer.bias if layer.bias is not None else coefficients.new_zeros(coefficients.shape[:2])
+        return coefficients @ layer.weight, bias
+
+
+@rule_for_type(nn.Conv2d)
+class Conv2dRule(Rule):
+    def check(self, layer, key):
+        # The radius pass and the transposed convolution assume zero padding given as numbers.
+        if isinstance(layer.padding, str) or layer.padding_mode != "zeros":
+            raise CertlightError(
+                f"layer {_name(key)} (Conv2d) has padding={layer.padding!r}, padding_mode={layer.padding_mode!r}; "
+                "the native bound engine needs numeric padding with padding_mode='zeros'"
+            )
+
+    def out_shape(self, layer, shape):
+        spatial = [
+            (size + 2 * p - d * (k - 1) - 1) // s + 1
+            for size, s, p, d, k in zip(shape[-2:], layer.stride, layer.padding, layer.dilation, layer.kernel_size)
+        ]
+        return torch.Size([layer.out_channels, *spatial])
+
+    def interval(self, layer, lower, upper, key, state):
+        centre, radius = _centre_radius(lower, upper)
+        centre = layer(centre)
+        radius = F.conv2d(radius, layer.weight.abs(), None, layer.stride, layer.padding, layer.dilation, layer.groups)
+        return centre - radius, centre + radius
+
+    def backward(self, layer, coefficients, key, state, in_shape):
+        """``A @ conv`` through the transposed convolution, never unrolling conv to a dense matrix."""
+        batch, specs = coefficients.shape[:2]
+        bias = (coefficients.sum(dim=(-2, -1)) * layer.bias).sum(-1) if layer.bias is not None else coefficients.new_zeros(batch, specs)
+        out = coefficients.reshape(batch * specs, *coefficients.shape[2:])
+        expected = [
+            (o - 1) * s - 2 * p + d * (k - 1) + 1
+            for o, s, p, d, k in zip(out.shape[-2:], layer.stride, layer.padding, layer.dilation, layer.kernel_size)
+        ]
+        output_padding = [i - e for i, e in zip(in_shape[-2:], expected)]
+        back = F.conv_transpose2d(out, layer.weight, None, layer.stride, layer.padding, output_padding, layer.groups, layer.dilation)
+        return back.view(batch, specs, *in_shape), bias
+
+
+def batchnorm_affine(layer: _BatchNorm, inputs: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-channel ``(scale, shift)`` that ``layer`` applies.
+
+    In training mode BatchNorm normalises with the statistics of the clean batch (``inputs``);
+    the bound treats those statistics as constants of the network, which is what makes the
+    bound sound for the function the clean forward actually computed. In eval mode it uses
+    the running statistics.
+    """
+    if layer.training or not layer.track_running_stats:
+        if inputs is None:
+            raise CertlightError(
+                "a BatchNorm layer in training mode needs the clean batch statistics; "
+                "compute them with clean_forward() and pass its state"
+            )
+        dims = [0] + list(range(2, inputs.dim()))
+        mean, var = inputs.mean(dim=dims), inputs.var(dim=dims, unbiased=False)
+    else:
+        mean, var = layer.running_mean, layer.running_var
+    scale = torch.rsqrt(var + layer.eps)
+    if layer.affine:
+        scale = scale * layer.weight
+        shift = layer.bias - mean * scale
+    else:
+        shift = -mean * scale
+    return scale, shift
+
+
+@rule_for_type(_BatchNorm)
+class BatchNormRule(Rule):
+    """A per-channel affine map: the clean batch's statistics in training, running ones in eval."""
+
+    def _affine(self, layer, key, state):
+        return state.batchnorm[key] if key in state.batchnorm else batchnorm_affine(layer, None)
+
+    def forward(self, layer, x, key, state):
+        state.batchnorm[key] = batchnorm_affine(layer, x)
+        return layer(x)
+
+    def interval(self, layer, lower, upper, key, state):
+        scale, shift = self._affine(layer, key, state)
+        centre, radius = _centre_radius(lower, upper)
+        centre = channel_view(scale, lower) * centre + channel_view(shift, lower)
+        radius = channel_view(scale.abs(), lower) * radius
+        return centre - radius, centre + radius
+
+    def backward(self, layer, coefficients, key, state, in_shape):
+        scale, shift = self._affine(layer, key, state)
+        view = (1, 1, -1) + (1,) * (coefficients.dim() - 3)
+        return coefficients * scale.view(view), _sum_trailing(coefficients * shift.view(view))
+
+
+@rule_for_type(nn.AvgPool2d)
+class AvgPool2dRule(Rule):
+    """Average pooling is linear with non-negative weights: the box maps end to end."""
+
+    def check(self, layer, key):
+        if layer.ceil_mode or layer.divisor_override is not None or (_pair(layer.padding) != (0, 0) and not layer.count_include_pad):
+            raise CertlightError(f"layer {_name(key)} (AvgPool2d) needs ceil_mode=False, no divisor_override, and count_include_pad with padding")
+
+    def out_shape(self, layer, shape):
+        k, s, p = _pair(layer.kernel_size), _pair(layer.stride or layer.kernel_size), _pair(layer.padding)
+        return torch.Size([shape[0], *[(size + 2 * pi - ki) // si + 1 for size, ki, si, pi in zip(shape[-2:], k, s, p)]])
+
+    def interval(self, layer, lower, upper, key, state):
+        return layer(lower), layer(upper)
+
+    def backward(self, layer, coefficients, key, state, in_shape):
+        batch, specs = coefficients.shape[:2]
+        channels = in_shape[0]
+        k, s, p = _pair(layer.kernel_size), _pair(layer.stride or layer.kernel_size), _pair(layer.padding)
+        weight = coefficients.new_full((channels, 1, *k), 1.0 / (k[0] * k[1]))
+        out = coefficients.reshape(batch * specs, *coefficients.shape[2:])
+        expected = [(o - 1) * si - 2 * pi + ki for o, si, pi, ki in zip(out.shape[-2:], s, p, k)]
+        output_padding = [i - e for i, e in zip(in_shape[-2:], expected)]
+        back = F.conv_transpose2d(out, weight, None, s, p, output_padding, channels)
+        return back.view(batch, specs, *in_shape), coefficients.new_zeros(batch, specs)
+
+
+def _pair(value) -> tuple[int, int]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+# --- shape-only and identity layers ------------------------------------------------------
+@rule_for_type(nn.Flatten)
+class FlattenRule(Monotone):
+    def check(self, layer, key):
+        if (layer.start_dim, layer.end_dim) != (1, -1):
+            raise CertlightError(
+                f"layer {_name(key)} (Flatten) has start_dim={layer.start_dim}, end_dim={layer.end_dim}; "
+                "the native bound engine needs Flatten(1, -1)"
+            )
+
+    def out_shape(self, layer, shape):
+        return torch.Size([shape.numel()])
+
+    def backward(self, layer, coefficients, key, state, in_shape):
+        return coefficients.reshape(*coefficients.shape[:2], *in_shape), coefficients.new_zeros(coefficients.shape[:2])
+
+
+@rule_for_type(nn.Identity)
+class IdentityRule(Monotone):
+    def backward(self, layer, coefficients, key, state, in_shape):
+        return coefficients, coefficients.new_zeros(coefficients.shape[:2])
+
+
+@rule_for_type(nn.Dropout)
+class DropoutRule(IdentityRule):
+    """Dropout is the identity in eval mode (how certified networks are evaluated); in training
+    its random mask is a different function for every batch, so training with p > 0 is refused."""
+
+    def forward(self, layer, x, key, state):
+        if layer.training and layer.p > 0:
+            raise CertlightError(f"layer {_name(key)} (Dropout, p={layer.p}) cannot be bounded in training mode; use p=0")
+        return layer(x)
+
+
+# --- ReLU ---------------------------------------------------------------------------------
+def relu_relaxation(lower: torch.Tensor, upper: torch.Tensor):
+    """Slopes and intercept of the linear bounds of ReLU on ``[lower, upper]``.
+
+    Upper line through (l, 0) and (u, u); lower line through the origin with slope 1 when
+    ``u > -l`` and 0 otherwise (the adaptive choice of CROWN). Written with clamps rather
+    than branches (it is on the hot path): with ``u+ = max(u, 0)`` and ``l- = min(l, 0)``,
+    ``u+ / (u+ - l-)`` is 1 for active, 0 for inactive and ``u / (u - l)`` for unstable
+    neurons, so stable neurons stay exact. Returns ``(lower_slope, upper_slope, upper_intercept)``.
+    """
+    upper_pos, lower_neg = upper.clamp(min=0), lower.clamp(max=0)
+    upper_slope = upper_pos / (upper_pos - lower_neg).clamp(min=1e-12)
+    upper_intercept = -lower_neg * upper_slope
+    lower_slope = (upper + lower > 0).to(upper.dtype)
+    return lower_slope, upper_slope, upper_intercept
+
+
+@rule_for_type(nn.ReLU)
+class ReLURule(Monotone):
+    def interval(self, layer, lower, upper, key, state):
+        state.pre_activation[key] = (lower, upper)
+        return lower.clamp(min=0), upper.clamp(min=0)
+
+    def backward(self, layer, coefficients, key, state, in_shape):
+        lower_slope, upper_slope, upper_intercept = relu_relaxation(*state.pre_activation[key])
+        positive, negative = coefficients.clamp(min=0), coefficients.clamp(max=0)
+        bias = _sum_trailing(negative * upper_intercept.unsqueeze(1))
+        return positive * lower_slope.unsqueeze(1) + negative * upper_slope.unsqueeze(1), bias
+
+
+# --- containers ---------------------------------------------------------------------------
+@rule_for_type(nn.Sequential)
+class SequentialRule(Rule):
+    chained = True
+
+    def parts(self, layer, key, in_shape):
+        return [(child, (*key, index), shape) for index, (child, shape) in enumerate(zip(layer, self.in_shapes(layer, in_shape)))]
+
+    def check(self, layer, key):
+        for index, child in enumerate(layer):
+            rule(child).check(child, (*key, index))
+
+    def in_shapes(self, layer, shape) -> list[torch.Size]:
+        """Each child's input shape, and the output shape last."""
+        shapes = [torch.Size(shape)]
+        for child in layer:
+            shapes.append(rule(child).out_shape(child, shapes[-1]))
+        return shapes
+
+    def out_shape(self, layer, shape):
+        return self.in_shapes(layer, shape)[-1]
+
+    def forward(self, layer, x, key, state):
+        for index, child in enumerate(layer):
+            x = rule(child).forward(child, x, (*key, index), state)
+        return x
+
+    def interval(self, layer, lower, upper, key, state):
+        for index, child in enumerate(layer):
+            lower, upper = rule(child).interval(child, lower, upper, (*key, index), state)
+        return lower, upper
+
+    def backward(self, layer, coefficients, key, state, in_shape):
+        shapes = self.in_shapes(layer, in_shape)
+        bias = coefficients.new_zeros(coefficients.shape[:2])
+        for index in reversed(range(len(layer))):
+            child = layer[index]
+            coefficients, child_bias = rule(child).backward(child, coefficients, (*key, index), state, shapes[index])
+            bias = bias + child_bias
+        return coefficients, bias
+
+
+@rule_for_type(Residual)
+class ResidualRule(Rule):
+    """``body(x) + shortcut(x)``: the interval of a sum is the sum of intervals; a linear
+    function of a sum splits into the two branches, whose coefficients meet again at ``x``."""
+
+    def _branches(self, layer, key):
+        shortcut = layer.shortcut if layer.shortcut is not None else nn.Identity()
+        return ((layer.body, (*key, "body")), (shortcut, (*key, "shortcut")))
+
+    def parts(self, layer, key, in_shape):
+        return [(branch, branch_key, in_shape) for branch, branch_key in self._branches(layer, key)]
+
+    def check(self, layer, key):
+        for branch, branch_key in self._branches(layer, key):
+            rule(branch).check(branch, branch_key)
+
+    def out_shape(self, layer, shape):
+        return rule(layer.body).out_shape(layer.body, shape)
+
+    def forward(self, layer, x, key, state):
+        return sum(rule(b).forward(b, x, k, state) for b, k in self._branches(layer, key))
+
+    def interval(self, layer, lower, upper, key, state):
+        (body_low, body_high), (short_low, short_high) = (rule(b).interval(b, lower, upper, k, state) for b, k in self._branches(layer, key))
+        return body_low + short_low, body_high + short_high
+
+    def backward(self, layer, coefficients, key, state, in_shape):
+        (body_a, body_b), (short_a, short_b) = (rule(b).backward(b, coefficients, k, state, in_shape) for b, k in self._branches(layer, key))
+        return body_a + short_a, body_b + short_b
+
+
+def _name(key: Key) -> str:
+    return ".".join(str(part) for part in key) or "<root>"
