@@ -1,24 +1,7 @@
-"""Certified training: ``python train.py method=crown_ibp dataset=cifar10 reweight.gamma=5``."""
+"""Certified training: ``python train.py method=crown_ibp dataset=cifar10 reweight.gamma=5``
+(the same as the ``certlight-train`` console script)."""
 
-import sys
-from pathlib import Path
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-
-from certlight.errors import CertlightError
-from certlight.pipeline import train
-
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float:
-    try:
-        results = train(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except CertlightError as error:
-        sys.exit(f"certlight: error: {error}")
-    return results["verified_err"]
-
+from certlight.train import main
 
 if __name__ == "__main__":
     main()

@@ -22,7 +22,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from certlight.callbacks import ScheduleCallback  # noqa: E402
 from certlight.data import CertifiedDataModule  # noqa: E402
 from certlight.data.datamodule import default_data_root  # noqa: E402
 from certlight.models import cnn7_bn, dm_large, dm_medium, dm_small  # noqa: E402
@@ -54,18 +53,18 @@ def one_epoch(args, resident: bool) -> tuple[float, int, str]:
     datamodule.setup("fit")
     info = datamodule.info
     net = MODELS[args.model](info.channels, info.size, info.num_classes)
+    schedule = TrainingSchedule(eps_train=args.eps, warmup_epochs=0, ramp_epochs=0, kappa_end=0.5, beta_start=1.0, beta_end=1.0)
     module = METHODS[args.method](
-        net, info.mean, info.std, eps_eval=args.eps, optimizer=lambda params: torch.optim.Adam(params, lr=1e-3)
+        net, info.mean, info.std, eps_eval=args.eps, optimizer=lambda params: torch.optim.Adam(params, lr=1e-3), schedule=schedule
     )
     timer = EpochTimer()
-    schedule = TrainingSchedule(eps_train=args.eps, warmup_epochs=0, ramp_epochs=0, kappa_end=0.5, beta_start=1.0, beta_end=1.0)
     trainer = pl.Trainer(
         accelerator="gpu" if args.device == "cuda" else "cpu",
         devices=1,
         max_epochs=1,
         limit_train_batches=args.limit_batches,
         limit_val_batches=0,
-        callbacks=[ScheduleCallback(schedule), timer],
+        callbacks=[timer],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

@@ -17,12 +17,14 @@ import statistics
 import sys
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from certlight.bounds.backends import make_backend  # noqa: E402
 from certlight.bounds.lirpa import lirpa_available  # noqa: E402
 from certlight.losses import Reweighting  # noqa: E402
 from certlight.models import dm_large, dm_small  # noqa: E402
@@ -67,8 +69,7 @@ def build_variant(build, shape, spec, device):
         optimizer=lambda params: torch.optim.Adam(params, lr=1e-3),
         reweight=Reweighting("symmetric", gamma=5.0, alpha=0.1) if tactics else None,
         auto_eps=AutoEpsilon(60000, eps_maxoff=0.1, eps_train=0.4) if tactics else None,
-        bounds_backend=spec.get("backend", "native"),
-        compile_bounds=spec.get("compile", False),
+        bounds=partial(make_backend, spec.get("backend", "native"), compile=spec.get("compile", False)),
     ).to(device)
     module.train()
     module.schedule_values = ScheduleValues(eps=0.2, kappa=0.5, beta=1.0)

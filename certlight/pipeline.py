@@ -19,12 +19,11 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ProgressBar
 
-from certlight.callbacks import ScheduleCallback
 from certlight.checkpoints import epochs_completed, load_checkpoint, resume_changes
 from certlight.config import build, data_root, parse_epsilon
 from certlight.data import CertifiedDataModule
 from certlight.errors import CertlightError
-from certlight.modules import AutoEpsilon, CertifiedModule
+from certlight.modules import CertifiedModule
 from certlight.validate import integer_at_least, number
 
 log = logging.getLogger("certlight")
@@ -45,7 +44,8 @@ class Run:
 
 
 def build_datamodule(cfg: DictConfig) -> CertifiedDataModule:
-    datamodule = build(cfg.dataset, root=data_root(cfg), seed=cfg.seed)
+    node = OmegaConf.masked_copy(cfg.dataset, [key for key in cfg.dataset if key != "default_eps"])
+    datamodule = build(node, root=data_root(cfg), seed=cfg.seed)
     datamodule.setup("fit")  # fails now, with the expected path, if the files are missing
     return datamodule
 
@@ -53,10 +53,11 @@ def build_datamodule(cfg: DictConfig) -> CertifiedDataModule:
 def build_module(cfg: DictConfig, datamodule: CertifiedDataModule, eps_train: float, eps_eval: float) -> CertifiedModule:
     info = datamodule.info
     net = build(cfg.model, in_channels=info.channels, in_size=info.size, num_classes=info.num_classes)
-    eps_maxoff = number(cfg.auto_eps.eps_maxoff, "auto_eps.eps_maxoff", minimum=0)
-    auto_eps = AutoEpsilon(datamodule.num_train_total, eps_maxoff, eps_train)
-    return build(
-        cfg.method,
+    number(cfg.auto_eps.eps_maxoff, "auto_eps.eps_maxoff", minimum=0)
+    auto_eps = build(cfg.auto_eps, num_examples=datamodule.num_train_total, eps_train=eps_train)
+    # Built as a partial and called here: instantiate would turn the schedule (a dataclass) into a config.
+    method = build(cfg.method, _partial_=True)
+    return method(
         net=net,
         mean=info.mean,
         std=info.std,
@@ -64,9 +65,9 @@ def build_module(cfg: DictConfig, datamodule: CertifiedDataModule, eps_train: fl
         optimizer=build(cfg.optimizer),
         lr_scheduler=build(cfg.lr_scheduler) if cfg.get("lr_scheduler") else None,
         reweight=build(cfg.reweight),
-        auto_eps=auto_eps if eps_maxoff > 0 else None,
-        bounds_backend=cfg.bounds.backend,
-        compile_bounds=cfg.bounds.compile,
+        auto_eps=auto_eps if auto_eps.eps_maxoff > 0 else None,
+        bounds=build(cfg.bounds),
+        schedule=build(cfg.schedule, eps_train=eps_train),
     )
 
 
@@ -125,8 +126,7 @@ def build_run(cfg: DictConfig, output_dir: Path | None = None) -> Run:
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule, eps_train, eps_eval)
     module.run_config, module.run_parts = run_config, parts
-    schedule = build(cfg.schedule, eps_train=eps_train)
-    callbacks = [ScheduleCallback(schedule)] + [build(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     if cfg.trainer.get("enable_progress_bar", True) is False:
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = [build(lg) for lg in (cfg.get("logger") or {}).values()]
@@ -163,10 +163,10 @@ def results_record(cfg: DictConfig, run: Run, metrics: dict, status: str, wall: 
         "train_examples": len(datamodule.train_set),
         "train_examples_total": datamodule.num_train_total,
         "test_examples": len(datamodule.test_set),
-        "clean_err": metrics.get("val/clean_err"),
-        "verified_err": metrics.get("val/verified_err"),
+        "clean_err": metrics.get("test/clean_err"),
+        "verified_err": metrics.get("test/verified_err"),
         "verified_err_by_method": {
-            key.removeprefix("val/verified_err_"): value for key, value in metrics.items() if key.startswith("val/verified_err_")
+            key.removeprefix("test/verified_err_"): value for key, value in metrics.items() if key.startswith("test/verified_err_")
         },
         "parts": module.run_parts,
         "data_root": str(datamodule.root),

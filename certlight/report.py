@@ -1,6 +1,6 @@
 """Paper-style tables from runs and sweeps, and margin-distribution figures.
 
-    python -m certlight.report multirun/2026-11-23/10-00-00 [--paper] [--plot seeds.png]
+    certlight-report multirun/2026-11-23/10-00-00 [--paper] [--plot seeds.png]   (or python -m certlight.report)
     python -m certlight.report outputs/verify/ --grid      # Table 1 from verify.json files
     python -m certlight.report --margins RUN_A RUN_B --out figure3.png
 """
@@ -16,7 +16,7 @@ from certlight.reporting import find_result_files, grid_table, markdown_table, p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m certlight.report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="certlight-report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="*", help="run or multirun directories, or results.json / verify.json files")
     parser.add_argument("--paper", action="store_true", help="add the paper's numbers for the same setting")
     parser.add_argument("--grid", action="store_true", help="verified error as an eps_train x eps_eval grid (Table 1)")
@@ -52,5 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``certlight-report`` console script."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-# Where things are written and how they are shown: never part of what a run computes.
+# Where things are written and how they are shown (and config bookkeeping: a dataset's
+# default radii, which feed eps.*, and the one class auto-eps builds): never part of what a
+# run computes.
 OUTPUT_KEYS = (
-    "ckpt_path", "allow_resume_changes", "data", "callbacks", "logger",
+    "ckpt_path", "allow_resume_changes", "data", "callbacks", "logger", "dataset.default_eps", "auto_eps._target_",
     "trainer.default_root_dir", "trainer.log_every_n_steps", "trainer.enable_progress_bar",
     "trainer.enable_model_summary", "dataset.num_workers", "dataset.eval_batch_size", "dataset.device_resident",
 )

@@ -19,7 +19,6 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from tqdm import tqdm
 
 from certlight.bounds import BOUND_METHODS
-from certlight.bounds.backends import make_backend
 from certlight.checkpoints import epochs_completed, load_checkpoint
 from certlight.config import build, data_root, parse_epsilon
 from certlight.data import CertifiedDataModule
@@ -62,7 +61,7 @@ def verify(cfg: DictConfig, output_dir: Path) -> dict:
     eps_values = eps_list(cfg.eps.eval, train_cfg.eps.eval)
     batches = tqdm(datamodule.test_dataloader(), desc="verify", unit="batch")
     rows = certify_dataset(
-        net, make_backend(cfg.bounds.backend, net), batches, info.mean, info.std,
+        net, build(cfg.bounds)(net=net), batches, info.mean, info.std,
         eps_values, methods, cfg.pgd.steps, cfg.pgd.restarts,
     )
     epochs = epochs_completed(checkpoint)
@@ -97,7 +96,12 @@ def format_table(rows: list[dict], methods: list[str]) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="verify")
+# An absolute path: the console script imports this module, so Hydra cannot find conf/ by the
+# caller's file (the repository's conf/, as an editable install keeps it).
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONF, config_name="verify")
 def main(cfg: DictConfig) -> None:
     try:
         verify(cfg, Path(HydraConfig.get().runtime.output_dir))

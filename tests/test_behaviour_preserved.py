@@ -9,7 +9,8 @@ from conftest import compose_train, tiny_run_overrides, write_mnist_like
 from certlight.pipeline import train
 
 # Recorded with the code of commit "DDP test: train/* epoch metrics average every rank's
-# examples" (before the engine refactor): per epoch (train/loss, val/verified_err).
+# examples" (before the engine refactor): per epoch (train/loss, test/verified_err, then
+# named val/verified_err).
 REFERENCE = {
     "ibp": [(2.387523651123047, 1.0), (1.7797389030456543, 1.0), (1.343076467514038, 1.0)],
     "crown_ibp": [(2.296133518218994, 1.0), (2.260197639465332, 0.0), (1.7270275354385376, 0.0)],
@@ -19,7 +20,7 @@ REFERENCE = {
 def per_epoch(run_dir):
     rows = list(csv.DictReader(open(next(run_dir.glob("csv/*/metrics.csv")))))
     loss = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
-    verified = [float(r["val/verified_err"]) for r in rows if r.get("val/verified_err")]
+    verified = [float(r["test/verified_err"]) for r in rows if r.get("test/verified_err")]
     return list(zip(loss, verified))
 
 

@@ -9,7 +9,7 @@ from certlight.bounds import check_supported
 from certlight.bounds.rules import SequentialRule, channel_view
 from certlight.errors import CertlightError
 from certlight.models import cnn7_bn, dm_large, dm_medium, dm_small
-from certlight.evaluation import pgd_margins
+from certlight.attacks import pgd_margins
 
 METHODS = ("ibp", "crown_ibp", "crown")
 
@@ -35,7 +35,7 @@ def test_sampled_and_attacked_points_never_beat_any_bound(seed, batchnorm):
     lower, upper = input_box(x, eps, mean, std)
     spec = margin_spec(y, 5)
     sampled = sampled_min_margins(model, lower, upper, spec)
-    attacked = pgd_margins(model, x, y, eps, mean, std, steps=20, restarts=2)
+    attacked = pgd_margins(model, x, y, lower, upper, steps=20, restarts=2)
     for method in METHODS:
         bound = margin_lower_bounds(model, lower, upper, y, method)
         assert (bound <= sampled + 1e-4).all(), method

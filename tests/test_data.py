@@ -5,7 +5,7 @@ import torch
 from conftest import SHARED_DATA, write_mnist_like
 
 from certlight.data import CertifiedDataModule, dataset_info
-from certlight.data.indexed import IndexBatch, random_crop_flip
+from certlight.data.indexed import IndexBatch, normalize, random_crop_flip
 from certlight.errors import CertlightError
 
 
@@ -49,6 +49,28 @@ def test_cifar_fixture_loads_normalised_and_augmented(fake_data_root):
     low = (0 - torch.tensor(info.mean)) / torch.tensor(info.std)
     assert (x.amin(dim=(0, 2, 3)) >= low.view(3) - 1e-5).all()
     assert datamodule.train_set.augment and not datamodule.test_set.augment
+
+
+def test_training_batches_are_random_crops_and_flips_and_test_batches_are_not(fake_data_root):
+    """Each training image is one of the 9 x 9 x 2 padded crops (flipped or not) of its stored
+    image, most are not the identity crop; test images come back exactly as stored."""
+    datamodule = CertifiedDataModule("cifar10", str(fake_data_root), batch_size=100, augment=True)
+    datamodule.setup()
+    images = datamodule.train_set.images
+    torch.manual_seed(0)
+    x, _, index = next(iter(datamodule.train_dataloader()))
+    stored = (x * datamodule.train_set.std.view(1, 3, 1, 1) + datamodule.train_set.mean.view(1, 3, 1, 1)) * 255
+    stored = stored.round().to(torch.uint8)
+    padded = torch.nn.functional.pad(images[index], (4, 4, 4, 4))
+    identity = 0
+    for i in range(len(index)):
+        candidates = {(top, left, flip) for top in range(9) for left in range(9) for flip in (False, True)
+                      if torch.equal(stored[i], (lambda c: c.flip(-1) if flip else c)(padded[i, :, top:top + 32, left:left + 32]))}
+        assert candidates, f"example {i} is no crop/flip of its image"
+        identity += (4, 4, False) in candidates
+    assert identity < len(index) / 2
+    test_x, _, test_index = next(iter(datamodule.val_dataloader()))
+    torch.testing.assert_close(test_x, normalize(datamodule.test_set.images[test_index], datamodule.test_set.mean, datamodule.test_set.std))
 
 
 def test_random_crop_flip_moves_pixels_but_keeps_content():

@@ -14,6 +14,8 @@ from ddp_auto_eps_worker import WORKER_OVERRIDES
 from certlight.modules import AutoEpsilon
 from certlight.pipeline import build_run
 
+pytestmark = pytest.mark.slow  # two-process DDP fits
+
 
 @pytest.fixture(scope="module", params=["false", "true"])
 def ddp_run(request, fake_data_root, tmp_path_factory):
@@ -54,7 +56,7 @@ def test_a_ddp_step_has_the_gradient_of_one_process_on_the_global_batch(ddp_run,
         torch.testing.assert_close(first[0]["grads"][name], first[1]["grads"][name])
     run = build_run(compose_train(tiny_run_overrides(fake_data_root, *WORKER_OVERRIDES, "trainer.max_epochs=1"), tmp_path), tmp_path)
     module = run.module
-    module.schedule_values = run.trainer.callbacks[0].schedule.at(0, 2)
+    module.schedule_values = module.schedule.at(0, 2)
     x, y, index = (torch.cat([first[0]["batch"][i], first[1]["batch"][i]]) for i in range(3))
     step = module.training_step((x, y, index), 0)  # once: it also moves the auto-eps offsets
     assert step["weights"][:50].sum() != step["weights"][50:].sum()  # the ranks' sums differ

@@ -1,5 +1,6 @@
 """auto_LiRPA as an independent oracle: our bounds must equal its bounds on the same box."""
 
+import functools
 import pytest
 import torch
 from conftest import compose_train, conv_problem, random_convnet, tiny_run_overrides
@@ -68,7 +69,8 @@ def test_first_training_step_with_auto_lirpa_backpropagates():
     from certlight.modules import IBPModule
     from certlight.schedules import ScheduleValues
 
-    module = IBPModule(dm_small(), [0.0], [1.0], 0.3, lambda params: torch.optim.Adam(params), bounds_backend="auto_lirpa")
+    lirpa = functools.partial(make_backend, "auto_lirpa")
+    module = IBPModule(dm_small(), [0.0], [1.0], 0.3, lambda params: torch.optim.Adam(params), bounds=lirpa)
     module.schedule_values = ScheduleValues(eps=0.2, kappa=0.5, beta=0.0)
     x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
     module.training_step((x, y, torch.arange(8)), 0)["loss"].backward()

@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from certlight.errors import CertlightError
 from certlight.losses import Reweighting, certified_loss, softmax_margin
@@ -39,17 +38,19 @@ def test_weights_are_detached():
 
 
 def test_weighted_loss_is_the_normalised_weighted_mean():
-    clean = torch.randn(4, 3)
-    worst = torch.randn(4, 3)
+    """Eq. 8 by hand: uniform clean logits over 3 classes give CE = ln 3; robust losses 1..4
+    with weights 1, 2, 0.5, 0.5 give sum(w*r)/sum(w) = 8.5 / 4 = 2.125."""
+    clean = torch.zeros(4, 3)
     y = torch.tensor([0, 1, 2, 0])
+    robust = torch.tensor([1.0, 2.0, 3.0, 4.0])
     weights = torch.tensor([1.0, 2.0, 0.5, 0.5])
-    robust = F.cross_entropy(worst, y, reduction="none")
-    expected = 0.25 * F.cross_entropy(clean, y) + 0.75 * (weights * robust).sum() / weights.sum()
-    torch.testing.assert_close(certified_loss(clean, worst, y, 0.25, weights), expected)
+    ln3 = math.log(3)
+    assert certified_loss(clean, y, robust, 0.25, weights).item() == pytest.approx(0.25 * ln3 + 0.75 * 2.125)
     # Scaling all weights changes nothing: only their ratios matter.
-    torch.testing.assert_close(certified_loss(clean, worst, y, 0.25, 3 * weights), expected)
-    unweighted = 0.25 * F.cross_entropy(clean, y) + 0.75 * robust.mean()
-    torch.testing.assert_close(certified_loss(clean, worst, y, 0.25), unweighted)
+    assert certified_loss(clean, y, robust, 0.25, 3 * weights).item() == pytest.approx(0.25 * ln3 + 0.75 * 2.125)
+    assert certified_loss(clean, y, robust, 0.25).item() == pytest.approx(0.25 * ln3 + 0.75 * 2.5)
+    # A shard of a larger batch divides by the whole batch's weight sum (DDP): 8.5 / 8.
+    assert certified_loss(clean, y, robust, 0.25, weights, torch.tensor(8.0)).item() == pytest.approx(0.25 * ln3 + 0.75 * 1.0625)
 
 
 @pytest.mark.parametrize(
@@ -59,3 +60,17 @@ def test_weighted_loss_is_the_normalised_weighted_mean():
 def test_bad_reweighting_values_are_named(kwargs, message):
     with pytest.raises(CertlightError, match=message):
         Reweighting(**kwargs)
+
+
+def test_certification_errors_count_by_hand():
+    """Four examples, two methods: counts written out by hand."""
+    from certlight.metrics import CertificationErrors
+
+    metric = CertificationErrors(["ibp", "crown_ibp"])
+    correct = torch.tensor([True, True, True, False])
+    ibp = torch.tensor([True, False, False, False])
+    crown_ibp = torch.tensor([False, True, False, False])
+    metric.update(correct[:2], {"ibp": ibp[:2], "crown_ibp": crown_ibp[:2]}, broken=torch.tensor([False, False]))
+    metric.update(correct[2:], {"ibp": ibp[2:], "crown_ibp": crown_ibp[2:]}, broken=torch.tensor([True, True]))
+    rates = {k: float(v) for k, v in metric.compute().items()}
+    assert rates == {"clean_err": 0.25, "verified_err": 0.5, "verified_err_ibp": 0.75, "verified_err_crown_ibp": 0.75, "pgd_err": 0.5}

@@ -8,7 +8,7 @@ from test_bounds_crown import sampled_min_margins
 from certlight.bounds import input_box, margin_lower_bounds, margin_spec
 from certlight.bounds.backends import make_backend
 from certlight.bounds.lirpa import lirpa_available
-from certlight.evaluation import pgd_margins
+from certlight.attacks import pgd_margins
 from certlight.models import Residual, resnet_small
 from certlight.pipeline import train
 
@@ -40,7 +40,7 @@ def test_sampled_and_attacked_points_never_beat_any_bound(seed):
     lower, upper = input_box(x, eps, [0.0], [1.0])
     spec = margin_spec(y, 5)
     sampled = sampled_min_margins(net, lower, upper, spec, 500)
-    attacked = pgd_margins(net, x, y, eps, [0.0], [1.0], steps=20, restarts=2)
+    attacked = pgd_margins(net, x, y, lower, upper, steps=20, restarts=2)
     bounds = {m: margin_lower_bounds(net, lower, upper, y, m) for m in METHODS}
     for method, bound in bounds.items():
         assert (bound <= sampled + 1e-4).all(), method
@@ -80,3 +80,29 @@ def test_a_residual_network_trains(method, fake_data_root, tmp_path):
     overrides = tiny_run_overrides(fake_data_root, "model=resnet_small", "model.width=2", f"method={method}", "trainer.max_epochs=1", "dataset.train_subset=100")
     results = train(compose_train(overrides, tmp_path), tmp_path)
     assert results["complete"] and 0 <= results["clean_err"] <= results["verified_err"] <= 1
+
+
+@pytest.mark.parametrize("extra", [torch.nn.AvgPool2d(2), torch.nn.Identity(), torch.nn.Dropout(0.3)])
+def test_pooling_identity_and_eval_dropout_are_bounded_soundly(extra):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.ReLU(), extra, torch.nn.Flatten(),
+        torch.nn.LazyLinear(6), torch.nn.ReLU(), torch.nn.Linear(6, 4),
+    )
+    net(torch.zeros(1, 2, 6, 6))  # materialise the lazy layer
+    net.eval()
+    x = torch.rand(3, 2, 6, 6)
+    y = torch.tensor([0, 1, 2])
+    lower, upper = input_box(x, 0.05, [0.0], [1.0])
+    sampled = sampled_min_margins(net, lower, upper, margin_spec(y, 4), 500)
+    for method in METHODS:
+        assert (margin_lower_bounds(net, lower, upper, y, method) <= sampled + 1e-5).all(), method
+
+
+def test_an_unsupported_layer_is_named_with_the_supported_list():
+    from certlight.bounds import check_supported
+    from certlight.errors import CertlightError
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    with pytest.raises(CertlightError, match=r"layer 2: layer Tanh is not supported by the native bound engine; supported: .*AvgPool2d.*Residual"):
+        check_supported(net)

@@ -121,7 +121,9 @@ def test_a_crashed_run_resumes_its_schedule_and_auto_eps_state(fake_data_root, t
             if not seen:
                 seen["offsets"] = pl_module.auto_eps.offsets.clone()
                 seen["step"] = trainer.global_step
-                seen["eps"] = pl_module.schedule_values.eps
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.setdefault("eps", pl_module.schedule_values.eps)
 
     run.trainer.callbacks.append(Record())
     run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=resumed.ckpt_path)

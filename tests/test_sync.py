@@ -12,7 +12,6 @@ import pytorch_lightning as pl
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from certlight.callbacks import ScheduleCallback
 from certlight.data import CertifiedDataModule
 from certlight.losses import Reweighting
 from certlight.models import cnn7_bn, dm_small
@@ -98,15 +97,14 @@ def fit_three_steps(cls, model, data_root, accelerator: str = "cpu"):
         optimizer=lambda params: torch.optim.Adam(params, lr=1e-3),
         reweight=Reweighting("symmetric", gamma=5.0, alpha=0.1),
         auto_eps=AutoEpsilon(datamodule.num_train_total, eps_maxoff=0.1, eps_train=0.2),
+        schedule=TrainingSchedule(eps_train=0.2, warmup_epochs=0, ramp_epochs=1, beta_start=1.0),
     )
     module.syncs, module.probed_steps = [], 0
-    schedule = TrainingSchedule(eps_train=0.2, warmup_epochs=0, ramp_epochs=1, beta_start=1.0)
     trainer = pl.Trainer(
         accelerator=accelerator,
         devices=1,
         max_epochs=1,
         limit_val_batches=0,
-        callbacks=[ScheduleCallback(schedule)],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

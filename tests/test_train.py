@@ -18,6 +18,7 @@ def run_train_py(*args, cwd):
     return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_train_py_trains_and_writes_results(fake_data_root, tmp_path):
     out = tmp_path / "run"
     proc = run_train_py(*tiny_run_overrides(fake_data_root), f"hydra.run.dir={out}", cwd=tmp_path)
@@ -34,6 +35,7 @@ def test_train_py_trains_and_writes_results(fake_data_root, tmp_path):
     assert f"run folder: {out}" in (out / "train.log").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "override, message",
     [
@@ -48,6 +50,7 @@ def test_train_py_reports_bad_input_in_one_line_without_a_traceback(override, me
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_killed_run_exits_non_zero_and_leaves_results_marked_incomplete(fake_data_root, tmp_path):
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
@@ -80,6 +83,7 @@ def test_crown_ibp_reports_both_verifiers_and_their_best(fake_data_root, tmp_pat
     assert results["verified_err"] <= min(by_method.values())
 
 
+@pytest.mark.slow
 def test_multirun_sweep_over_tactics_and_seeds_then_report(fake_data_root, tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_train_py(

@@ -31,16 +31,17 @@ class NativeBounds:
         return mixed_margin_lower(self.net, lower, upper, y, beta, state, self.passes)
 
 
-def make_backend(name: str, net: nn.Module, compile: bool = False):
-    """``compile``: torch.compile the native training bound passes (bounds.compile)."""
+def make_backend(backend: str = "native", net: nn.Module | None = None, compile: bool = False):
+    """The bound backend for ``net`` (the ``bounds`` config builds it with ``_partial_``);
+    ``compile``: torch.compile the native training bound passes (bounds.compile)."""
     if not isinstance(compile, bool):
         raise CertlightError(f"bounds.compile={compile!r} must be true or false")
-    if name == "native":
+    if backend == "native":
         return NativeBounds(net, compile)
     if compile:
-        raise CertlightError(f"bounds.compile=true needs bounds.backend=native, got {name!r}")
-    if name == "auto_lirpa":
+        raise CertlightError(f"bounds.compile=true needs bounds.backend=native, got {backend!r}")
+    if backend == "auto_lirpa":
         from certlight.bounds.lirpa import LirpaBounds
 
         return LirpaBounds(net)
-    raise CertlightError(f"bounds.backend={name!r} is unknown; allowed: {', '.join(BACKENDS)}")
+    raise CertlightError(f"bounds.backend={backend!r} is unknown; allowed: {', '.join(BACKENDS)}")

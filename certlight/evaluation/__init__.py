@@ -1,6 +1,5 @@
-"""Attacks and certification of trained networks."""
+"""Certification of trained networks: a whole test set with PGD cross-checks."""
 
-from certlight.evaluation.attack import attack_succeeds, pgd_margins
 from certlight.evaluation.certify import UnsoundBoundError, certify_dataset, hidden_neurons
 
-__all__ = ["UnsoundBoundError", "attack_succeeds", "certify_dataset", "hidden_neurons", "pgd_margins"]
+__all__ = ["UnsoundBoundError", "certify_dataset", "hidden_neurons"]

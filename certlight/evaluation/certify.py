@@ -8,37 +8,17 @@ evaluation instead of producing a wrong table.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from certlight.attacks import attack_succeeds, pgd_margins
 from certlight.bounds import input_box, is_verified, relu_count
-from certlight.evaluation.attack import attack_succeeds, pgd_margins
+from certlight.metrics import CertificationErrors
 
 
 class UnsoundBoundError(RuntimeError):
     """A bound claimed robustness that an attack refuted: a bug in a bound engine."""
-
-
-@dataclass
-class Tally:
-    eps: float
-    methods: tuple[str, ...]
-    count: int = 0
-    clean_wrong: int = 0
-    attacked: int = 0
-    unverified: dict[str, int] = field(default_factory=dict)
-
-    def as_errors(self) -> dict:
-        n = max(self.count, 1)
-        return {
-            "eps_eval": self.eps,
-            "n": self.count,
-            "clean_err": self.clean_wrong / n,
-            "pgd_err": self.attacked / n,
-            "verified_err": {m: self.unverified[m] / n for m in (*self.methods, "best")},
-        }
 
 
 def hidden_neurons(net: nn.Module, example: torch.Tensor) -> int:
@@ -64,22 +44,22 @@ def certify_dataset(
 ) -> list[dict]:
     """One dict of error rates per epsilon, over every batch ``(x, y, ...)``."""
     net.eval()
-    tallies = [Tally(eps, tuple(methods), unverified={m: 0 for m in (*methods, "best")}) for eps in eps_values]
+    metrics = [CertificationErrors(methods) for _ in eps_values]
     for batch in batches:
         x, y = batch[0], batch[1]
         with torch.no_grad():
             correct = net(x).argmax(1) == y
-        for tally in tallies:
-            lower, upper = input_box(x, tally.eps, mean, std)
+        for eps, metric in zip(eps_values, metrics):
+            lower, upper = input_box(x, eps, mean, std)
             verified = {m: is_verified(b) for m, b in _margins(bounder, x, lower, upper, y, methods).items()}
-            best = torch.stack(list(verified.values())).any(0) if verified else torch.zeros_like(correct)
-            broken = attack_succeeds(pgd_margins(net, x, y, tally.eps, mean, std, pgd_steps, pgd_restarts)) | ~correct
+            broken = attack_succeeds(pgd_margins(net, x, y, lower, upper, pgd_steps, pgd_restarts)) | ~correct
             for method, flags in verified.items():
                 if (flags & broken).any():
-                    raise UnsoundBoundError(f"{method} verified {int((flags & broken).sum())} example(s) at eps={tally.eps} that PGD breaks")
-                tally.unverified[method] += int((~flags).sum())
-            tally.unverified["best"] += int((~best).sum())
-            tally.count += y.numel()
-            tally.clean_wrong += int((~correct).sum())
-            tally.attacked += int(broken.sum())
-    return [t.as_errors() for t in tallies]
+                    raise UnsoundBoundError(f"{method} verified {int((flags & broken).sum())} example(s) at eps={eps} that PGD breaks")
+            metric.update(correct, verified, broken)
+    rows = []
+    for eps, metric in zip(eps_values, metrics):
+        rates = {k: float(v) for k, v in metric.compute().items()}
+        verified = {m: rates[f"verified_err_{m}"] for m in methods} | {"best": rates["verified_err"]}
+        rows.append({"eps_eval": eps, "n": int(metric.examples), "clean_err": rates["clean_err"], "pgd_err": rates["pgd_err"], "verified_err": verified})
+    return rows

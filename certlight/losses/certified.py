@@ -8,19 +8,19 @@ import torch.nn.functional as F
 
 def certified_loss(
     clean_logits: torch.Tensor,
-    worst_logits: torch.Tensor,
     y: torch.Tensor,
+    robust_each: torch.Tensor,
     kappa: float,
     weights: torch.Tensor | None = None,
     weight_total: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``kappa * mean CE(clean) + (1 - kappa) * sum(w * CE(worst)) / sum(w)``.
+    """``kappa * mean CE(clean) + (1 - kappa) * sum(w * robust) / sum(w)``.
 
-    Without weights the robust term is the plain mean, the IBP/CROWN-IBP baseline.
+    ``robust_each`` is the method's per-example robust loss (for IBP / CROWN-IBP the
+    cross-entropy of the worst-case logits). Without weights the robust term is its plain mean.
     ``weight_total`` replaces ``sum(w)`` when the batch is one shard of a larger one (DDP).
     """
     clean = F.cross_entropy(clean_logits, y)
-    robust_each = F.cross_entropy(worst_logits, y, reduction="none")
     if weights is None:
         robust = robust_each.mean()
     else:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from certlight.errors import CertlightError
+from certlight.validate import number
 
 
 class AutoEpsilon(nn.Module):
@@ -21,7 +22,8 @@ class AutoEpsilon(nn.Module):
 
     def __init__(self, num_examples: int, eps_maxoff: float, eps_train: float):
         super().__init__()
-        if eps_maxoff < 0 or eps_maxoff > eps_train:
+        eps_maxoff = number(eps_maxoff, "auto_eps.eps_maxoff")
+        if not 0 <= eps_maxoff <= eps_train:
             raise CertlightError(
                 f"auto_eps.eps_maxoff={eps_maxoff} must lie in [0, eps.train={eps_train}] "
                 "(0 turns auto-tuning off)"

@@ -1,14 +1,26 @@
-"""The LightningModules: one shared certified-training step, siblings differ only in the bound."""
+"""The LightningModules: one certified-training step shared by every method, two hooks.
+
+A method chooses
+- ``region(x, y, eps)``: the input box each example is trained on (IBP, CROWN-IBP: the eps box);
+- ``robust_term(x, y, region, state, values)``: the per-example robust loss and the *margin
+  lower bounds over that region* (B, K-1) (IBP, CROWN-IBP: worst-case cross-entropy of the bound).
+The base class owns the rest: schedule, auto-eps, re-weighting, the mixed loss, logging and
+what callbacks receive. So the paper's tactics apply to every method by construction:
+- re-weighting (eq. 7) weighs each robust loss by the eq. 6 margin of the worst-case logits
+  that ``robust_term``'s margin lower bounds imply (the margin over the method's region);
+- auto-eps (Algorithm 1) shrinks the eps that ``region`` is built from, for examples whose
+  margin was negative.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric
 
 from certlight.bounds import input_box, is_verified, worst_case_logits
 from certlight.bounds.backends import make_backend
@@ -16,18 +28,32 @@ from certlight.bounds.rules import WalkState
 from certlight.checkpoints import epochs_completed
 from certlight.errors import CertlightError
 from certlight.losses import Reweighting, certified_loss, softmax_margin
+from certlight.metrics import CertificationErrors
 from certlight.modules.auto_eps import AutoEpsilon
 from certlight.modules.rng import rng_state, set_rng_state
-from certlight.schedules import ScheduleValues
+from certlight.schedules import ScheduleValues, TrainingSchedule
+
+
+@dataclass(frozen=True)
+class RobustTerm:
+    """What a method's robust term gives the shared step: per-example loss (B,), and sound
+    lower bounds (B, K-1) of ``f_y - f_j`` over the method's region (what the tactics read)."""
+
+    loss: torch.Tensor
+    margin_lower: torch.Tensor
+
+
+def worst_case_term(margin_lower: torch.Tensor, y: torch.Tensor) -> RobustTerm:
+    """The IBP/CROWN-IBP robust term: cross-entropy of the worst-case logits (eq. 2)."""
+    return RobustTerm(F.cross_entropy(worst_case_logits(margin_lower, y), y, reduction="none"), margin_lower)
 
 
 class CertifiedModule(pl.LightningModule):
-    """Shared step: clean forward, per-example input box, margin bounds, weighted mixed loss.
+    """Shared step: clean forward, region, robust term, weighted mixed loss (eq. 8).
 
-    Epsilon, kappa and beta come from :class:`certlight.callbacks.ScheduleCallback` through
-    ``schedule_values``; evaluation reports clean error and verified error at ``eps_eval``
-    under each method in ``eval_methods`` and their best (an example counts as verified when
-    any sound method verifies it).
+    Epsilon, kappa and beta are the schedule's values at the current step (a pure function of
+    it), read in ``on_train_batch_start``. Evaluation reports clean error and verified error at
+    ``eps_eval`` on the test set under each method in ``eval_methods`` and their best.
     """
 
     eval_methods: tuple[str, ...] = ("ibp",)
@@ -42,11 +68,11 @@ class CertifiedModule(pl.LightningModule):
         lr_scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         reweight: Reweighting | None = None,
         auto_eps: AutoEpsilon | None = None,
-        bounds_backend: str = "native",
-        compile_bounds: bool = False,
+        bounds: Callable | None = None,
+        schedule: TrainingSchedule | None = None,
     ):
         super().__init__()
-        self.bounder = make_backend(bounds_backend, net, compile_bounds)
+        self.bounder = (bounds or make_backend)(net=net)
         if not 0 <= eps_eval <= 1:
             raise CertlightError(f"eps.eval={eps_eval} must lie in [0, 1] (pixel space)")
         self.net = net
@@ -58,6 +84,7 @@ class CertifiedModule(pl.LightningModule):
         self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
         self.reweight = reweight or Reweighting(kind="none")
         self.auto_eps = auto_eps
+        self.schedule = schedule
         self.schedule_values: ScheduleValues | None = None
         # The composed training config, saved in every checkpoint so verify can rebuild the run,
         # and the parts the run was made in (output folder, first epoch, config changes).
@@ -66,37 +93,50 @@ class CertifiedModule(pl.LightningModule):
         # What results.json reports of an interrupted run: epochs finished and the last one's numbers.
         self.epochs_completed = 0
         self.last_epoch_metrics: dict[str, float] = {}
-        self.val_clean_err = MeanMetric()
-        self.val_verified_err = nn.ModuleDict({m: MeanMetric() for m in (*self.eval_methods, "best")})
+        self.test_errors = CertificationErrors(self.eval_methods)
 
-    # --- the bound: what siblings change -------------------------------------------------
-    def robust_margin_lower(self, x, lower, upper, y, batchnorm: WalkState | None, values: ScheduleValues):
+    # --- the two method hooks ------------------------------------------------------------
+    def region(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The box each example trains on: by default the whole eps box."""
+        # Our own batches lie in the data domain by construction; checking would make the host wait.
+        return input_box(x, eps, self.input_mean, self.input_std, check_domain=False)
+
+    def robust_term(self, x, y, region, state: WalkState | None, values: ScheduleValues) -> RobustTerm:
         raise NotImplementedError
 
     # --- training ------------------------------------------------------------------------
+    def on_train_batch_start(self, batch, batch_idx):
+        if self.schedule is None:
+            return
+        trainer = self.trainer
+        self.schedule_values = self.schedule.at(trainer.global_step, trainer.num_training_batches)
+        if trainer.global_step % trainer.log_every_n_steps == 0:
+            # Host floats go straight to the loggers: self.log would copy each to the device.
+            values = self.schedule_values
+            metrics = {"schedule/eps": values.eps, "schedule/kappa": values.kappa, "schedule/beta": values.beta}
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)
+
     def training_step(self, batch, batch_idx):
         """One certified step. It never makes the host wait for the device (no ``.item()``,
         no data-dependent shapes, no tensors built from Python values): tests/test_sync.py."""
         x, y, index = batch
         values = self.schedule_values
         if values is None:
-            raise CertlightError("no epsilon/kappa schedule set: add certlight.callbacks.ScheduleCallback to the Trainer")
-        logits, batchnorm = self.bounder.clean_forward(x)
+            raise CertlightError("no epsilon/kappa schedule: give the module a schedule (the schedule config group)")
+        logits, state = self.bounder.clean_forward(x)
         eps = self.auto_eps.epsilon(index, values.eps) if self.auto_eps is not None else x.new_full((x.shape[0],), values.eps)
-        # Our own batches lie in the data domain by construction; checking would make the host wait.
-        lower, upper = input_box(x, eps, self.input_mean, self.input_std, check_domain=False)
-        margin_lower = self.robust_margin_lower(x, lower, upper, y, batchnorm, values)
-        worst = worst_case_logits(margin_lower, y)
-        margin = softmax_margin(worst, y)
+        term = self.robust_term(x, y, self.region(x, y, eps), state, values)
+        margin = softmax_margin(worst_case_logits(term.margin_lower, y), y)
         weights = self.reweight(margin)
-        loss = certified_loss(logits, worst, y, values.kappa, weights, self._weight_normaliser(weights))
+        loss = certified_loss(logits, y, term.loss, values.kappa, weights, self._weight_normaliser(weights))
         if self.auto_eps is not None:
             self.auto_eps.update(*self._gathered(index, margin.detach()))
         self.log_dict(
             {
                 "train/loss": loss,
                 "train/clean_err": (logits.argmax(1) != y).float().mean(),
-                "train/robust_err": (~is_verified(margin_lower)).float().mean(),
+                "train/robust_err": (~is_verified(term.margin_lower)).float().mean(),
                 "train/mean_weight": weights.mean() if weights is not None else margin.new_ones(()),
                 "train/mean_eps": eps.mean(),
             },
@@ -135,24 +175,17 @@ class CertifiedModule(pl.LightningModule):
     def validation_step(self, batch, batch_idx):
         x, y, _ = batch
         logits, bounds = self.certify(x, y, self.eps_eval, self.eval_methods)
-        self.val_clean_err.update((logits.argmax(1) != y).float())
-        best = torch.zeros_like(y, dtype=torch.bool)
-        for method, margin_lower in bounds.items():
-            flags = is_verified(margin_lower)
-            self.val_verified_err[method].update((~flags).float())
-            best |= flags
-        self.val_verified_err["best"].update((~best).float())
+        self.test_errors.update(logits.argmax(1) == y, {m: is_verified(b) for m, b in bounds.items()})
         # The paper's margin (eq. 6) at eps_eval from the first (training) bound, for histograms.
         return {"margin": softmax_margin(worst_case_logits(bounds[self.eval_methods[0]], y), y)}
 
     def on_validation_epoch_end(self):
-        values = {"val/clean_err": self.val_clean_err.compute()}
-        self.val_clean_err.reset()
-        for method, metric in self.val_verified_err.items():
-            values["val/verified_err" if method == "best" else f"val/verified_err_{method}"] = metric.compute()
-            metric.reset()
+        # Validation runs on the test split (as the paper reports): the metrics say so.
+        rates = self.test_errors.compute()
+        self.test_errors.reset()
+        values = {f"test/{name}": value for name, value in rates.items() if name != "pgd_err"}
         for name, value in values.items():
-            self.log(name, value, prog_bar=name in ("val/clean_err", "val/verified_err"))
+            self.log(name, value, prog_bar=name in ("test/clean_err", "test/verified_err"))
         if not self.trainer.sanity_checking and self.trainer.state.fn == "fit":
             self.last_epoch_metrics = {"epoch": self.current_epoch, **{k: float(v) for k, v in values.items()}}
 
@@ -199,8 +232,8 @@ class NaturalModule(CertifiedModule):
 class IBPModule(CertifiedModule):
     """IBP certified training (Gowal et al. 2019)."""
 
-    def robust_margin_lower(self, x, lower, upper, y, batchnorm, values):
-        return self.bounder.mixed(x, lower, upper, y, 0.0, batchnorm)
+    def robust_term(self, x, y, region, state, values):
+        return worst_case_term(self.bounder.mixed(x, *region, y, 0.0, state), y)
 
 
 class CrownIBPModule(CertifiedModule):
@@ -208,7 +241,7 @@ class CrownIBPModule(CertifiedModule):
 
     eval_methods = ("ibp", "crown_ibp")
 
-    def robust_margin_lower(self, x, lower, upper, y, batchnorm, values):
+    def robust_term(self, x, y, region, state, values):
         # At eps 0 (warm-up) the box is a point and IBP is already exact: skip the CROWN pass.
         beta = values.beta if values.eps > 0 else 0.0
-        return self.bounder.mixed(x, lower, upper, y, beta, batchnorm)
+        return worst_case_term(self.bounder.mixed(x, *region, y, beta, state), y)

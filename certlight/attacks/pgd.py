@@ -1,25 +1,26 @@
-"""PGD in the same box the bounds certify: an upper bound on what bounds may claim.
+"""PGD inside a box: the same region a bound certifies or a method trains on.
 
 A certified lower bound of a margin must never exceed the margin at an attacked point; a PGD
 error is a lower bound of the true robust error, so it never exceeds any verified error.
+Training methods (an adversarial term, a small box around an attack point) call it too, so it
+takes the box itself, not eps/mean/std.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 
-from certlight.bounds import input_box, margin_spec
+from certlight.bounds import margin_spec
 
 
 def pgd_margins(
     forward: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
     y: torch.Tensor,
-    eps: torch.Tensor | float,
-    mean: Sequence[float],
-    std: Sequence[float],
+    lower: torch.Tensor,
+    upper: torch.Tensor,
     steps: int = 20,
     restarts: int = 1,
     step_fraction: float = 0.25,
@@ -31,7 +32,6 @@ def pgd_margins(
     ``step_fraction`` of the box half-width, projected back into the box. The returned
     margins are the row-wise minimum over every point visited, all of them inside the box.
     """
-    lower, upper = input_box(x, eps, mean, std)
     half_width = (upper - lower) / 2
     with torch.no_grad():
         logits = forward(x)

@@ -1,0 +1,30 @@
+"""Certified training from the command line: ``certlight-train`` or ``python train.py``,
+e.g. ``certlight-train method=crown_ibp dataset=cifar10 reweight.gamma=5``."""
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from certlight.errors import CertlightError
+from certlight.pipeline import train
+
+
+# An absolute path: the console script imports this module, so Hydra cannot find conf/ by the
+# caller's file (the repository's conf/, as an editable install keeps it).
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONF, config_name="train")
+def main(cfg: DictConfig) -> float:
+    try:
+        results = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except CertlightError as error:
+        sys.exit(f"certlight: error: {error}")
+    return results["verified_err"]
+
+
+if __name__ == "__main__":
+    main()
