@@ -28,7 +28,7 @@ from certlight.bounds.backends import make_backend  # noqa: E402
 from certlight.bounds.lirpa import lirpa_available  # noqa: E402
 from certlight.losses import Reweighting  # noqa: E402
 from certlight.models import dm_large, dm_small  # noqa: E402
-from certlight.modules import AutoEpsilon, CrownIBPModule, IBPModule, NaturalModule  # noqa: E402
+from certlight.methods import AutoEpsilon, CrownIBPModule, IBPModule, NaturalModule  # noqa: E402
 from certlight.pipeline import hardware  # noqa: E402
 from sections import emit, heading  # noqa: E402  (bench/sections.py)
 from certlight.schedules import ScheduleValues  # noqa: E402

@@ -23,7 +23,7 @@ from certlight.checkpoints import epochs_completed, load_checkpoint, resume_chan
 from certlight.config import build, data_root, parse_epsilon
 from certlight.data import CertifiedDataModule
 from certlight.errors import CertlightError
-from certlight.modules import CertifiedModule
+from certlight.methods import CertifiedModule
 from certlight.validate import integer_at_least, number
 
 log = logging.getLogger("certlight")

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from certlight.errors import CertlightError
-from certlight.modules import AutoEpsilon
+from certlight.methods import AutoEpsilon
 
 
 def test_offsets_start_at_zero_and_follow_algorithm_1():

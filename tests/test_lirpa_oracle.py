@@ -66,7 +66,7 @@ def test_unknown_backend_is_named():
 
 def test_first_training_step_with_auto_lirpa_backpropagates():
     """The BoundedModule is built lazily; building it must not break the clean forward's graph."""
-    from certlight.modules import IBPModule
+    from certlight.methods import IBPModule
     from certlight.schedules import ScheduleValues
 
     lirpa = functools.partial(make_backend, "auto_lirpa")

@@ -15,7 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from certlight.data import CertifiedDataModule
 from certlight.losses import Reweighting
 from certlight.models import cnn7_bn, dm_small
-from certlight.modules import AutoEpsilon, CrownIBPModule, IBPModule
+from certlight.methods import AutoEpsilon, CrownIBPModule, IBPModule
 from certlight.schedules import TrainingSchedule
 
 aten = torch.ops.aten

@@ -1,6 +1,6 @@
 """LightningModules for natural, IBP and CROWN-IBP training, and the auto-eps state they own."""
 
-from certlight.modules.auto_eps import AutoEpsilon
-from certlight.modules.certified import CertifiedModule, CrownIBPModule, IBPModule, NaturalModule
+from certlight.methods.auto_eps import AutoEpsilon
+from certlight.methods.certified import CertifiedModule, CrownIBPModule, IBPModule, NaturalModule
 
 __all__ = ["AutoEpsilon", "CertifiedModule", "CrownIBPModule", "IBPModule", "NaturalModule"]

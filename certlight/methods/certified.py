@@ -29,8 +29,8 @@ from certlight.checkpoints import epochs_completed
 from certlight.errors import CertlightError
 from certlight.losses import Reweighting, certified_loss, softmax_margin
 from certlight.metrics import CertificationErrors
-from certlight.modules.auto_eps import AutoEpsilon
-from certlight.modules.rng import rng_state, set_rng_state
+from certlight.methods.auto_eps import AutoEpsilon
+from certlight.methods.rng import rng_state, set_rng_state
 from certlight.schedules import ScheduleValues, TrainingSchedule
 
 
