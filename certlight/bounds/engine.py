@@ -1,5 +1,6 @@
 """The bound engine's walks over a network, pure functions of (layers, input box): IBP (Gowal
-et al. 2019), CROWN (Zhang et al. 2018) and CROWN-IBP (Zhang et al. 2020).
+et al. 2019), CROWN (Zhang et al. 2018), CROWN-IBP (Zhang et al. 2020) and α-CROWN (Xu et
+al. 2021).
 
 What a layer does lives in its rule (:mod:`certlight.bounds.rules`); this module only decides
 which walk to take. A linear function of the output, ``A @ f(x)``, is pushed backward rule by
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from certlight.bounds.linear import linear_lower
-from certlight.bounds.rules import Key, ReLURule, SequentialRule, WalkState, rule
+from certlight.bounds.rules import Key, ReLURule, SequentialRule, WalkState, relu_relaxation, rule
 from certlight.errors import CertlightError
 
 # Full CROWN bounds intermediate neurons a chunk at a time; a chunk's coefficient tensor holds
@@ -144,16 +145,56 @@ def _widest(model: nn.Module, shape) -> int:
     return max(max(s.numel(), rule(layer).out_shape(layer, s).numel()) for layer, s in layers_with_shapes(model, shape))
 
 
-def crown_margin_lower(model: nn.Sequential, lower, upper, spec: torch.Tensor, state: WalkState | None = None) -> torch.Tensor:
-    """Full CROWN lower bounds of ``spec @ f(x)``: every ReLU's input bounded by CROWN too.
-
-    Costs a backward pass per unstable hidden neuron, so it is for evaluating small networks.
-    Each CROWN bound is intersected with IBP's, which keeps it sound and never looser.
-    """
+def crown_intermediate_bounds(model: nn.Sequential, lower, upper, state: WalkState | None = None) -> WalkState:
+    """A state holding CROWN bounds of every ReLU's input (intersected with IBP's, which
+    keeps them sound and never looser). Costs a backward pass per unstable hidden neuron."""
     _, _, walk = interval_propagate(model, lower, upper, state, stop=len(model) - 1)
     shape = lower.shape[1:]
     _refine(model, (), shape, _identity_prefix, walk, (lower, upper), _widest(model, shape))
-    return backward_lower_bound(model, spec, lower, upper, walk)
+    return walk
+
+
+def crown_margin_lower(model: nn.Sequential, lower, upper, spec: torch.Tensor, state: WalkState | None = None) -> torch.Tensor:
+    """Full CROWN lower bounds of ``spec @ f(x)``: every ReLU's input bounded by CROWN too,
+    so it is for evaluating (small) networks."""
+    return backward_lower_bound(model, spec, lower, upper, crown_intermediate_bounds(model, lower, upper, state))
+
+
+def alpha_crown_margin_lower(
+    model: nn.Sequential, lower, upper, spec: torch.Tensor, state: WalkState | None = None, iterations: int = 20, lr: float = 0.5
+) -> torch.Tensor:
+    """α-CROWN (Xu et al. 2021): CROWN whose lower ReLU slopes are optimised.
+
+    Every unstable ReLU's lower relaxation ``a * x`` is sound for any ``a`` in [0, 1], so the
+    slope becomes a parameter per example, specification row and neuron, optimised by
+    projected Adam ascent on the margin lower bounds. Intermediate bounds are full CROWN's.
+    Each iterate is a sound bound, so the best seen per example and row is returned; the
+    first iterate is CROWN's own choice of slope, so the result is never looser than CROWN.
+    """
+    walk = crown_intermediate_bounds(model, lower, upper, state)
+    specs = spec.shape[1]
+    slopes = {}
+    for key, (low, high) in walk.pre_activation.items():
+        initial = relu_relaxation(low, high)[0].unsqueeze(1).expand(-1, specs, *low.shape[1:])
+        slopes[key] = initial.clone().requires_grad_(True)
+    walk.lower_slopes = slopes
+    parameters = list(slopes.values())
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+    best = None
+    with torch.enable_grad():
+        for step in range(iterations + 1):
+            bound = backward_lower_bound(model, spec, lower.detach(), upper.detach(), walk)
+            best = bound.detach() if best is None else torch.maximum(best, bound.detach())
+            if step == iterations:
+                break
+            gradients = torch.autograd.grad(-bound.sum(), parameters)
+            for parameter, gradient in zip(parameters, gradients):
+                parameter.grad = gradient
+            optimizer.step()
+            with torch.no_grad():
+                for parameter in parameters:
+                    parameter.clamp_(0.0, 1.0)
+    return best
 
 
 def relu_count(model: nn.Module, shape) -> int:

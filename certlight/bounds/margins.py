@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from certlight.bounds.engine import crown_ibp_margin_lower, crown_margin_lower, ibp_margin_lower
+from certlight.bounds.engine import alpha_crown_margin_lower, crown_ibp_margin_lower, crown_margin_lower, ibp_margin_lower
 from certlight.bounds.rules import WalkState
 from certlight.bounds.spec import margin_spec
 
-BOUND_METHODS = ("ibp", "crown_ibp", "crown")
+BOUND_METHODS = ("ibp", "crown_ibp", "crown", "alpha_crown")
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,18 @@ def margin_lower_bounds(
     y: torch.Tensor,
     method: str = "ibp",
     state: WalkState | None = None,
+    alpha_iterations: int = 20,
+    alpha_lr: float = 0.5,
 ) -> torch.Tensor:
-    """Lower bounds of ``f(x)_y - f(x)_j`` for every j != y over the box, shape (B, K-1)."""
+    """Lower bounds of ``f(x)_y - f(x)_j`` for every j != y over the box, shape (B, K-1).
+    ``alpha_*``: α-CROWN's optimisation steps and Adam learning rate."""
     if method == "ibp":
         return mixed_margin_lower(model, lower, upper, y, 0.0, state)
     if method == "crown_ibp":
         return mixed_margin_lower(model, lower, upper, y, 1.0, state)
-    if method == "crown":
+    if method in ("crown", "alpha_crown"):
         spec = margin_spec(y, model[-1].out_features, lower.dtype)
-        return crown_margin_lower(model, lower, upper, spec, state)
+        if method == "crown":
+            return crown_margin_lower(model, lower, upper, spec, state)
+        return alpha_crown_margin_lower(model, lower, upper, spec, state, alpha_iterations, alpha_lr)
     raise ValueError(f"unknown bound method {method!r}; allowed: {', '.join(BOUND_METHODS)}")

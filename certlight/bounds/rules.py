@@ -34,10 +34,12 @@ Bounds = tuple[torch.Tensor, torch.Tensor]
 @dataclass
 class WalkState:
     """What one pass over the network records, keyed by walk key: the (scale, shift) each
-    BatchNorm applied in the clean forward, and the input bounds of every ReLU."""
+    BatchNorm applied in the clean forward, the input bounds of every ReLU, and (α-CROWN)
+    chosen lower-relaxation slopes of the unstable ReLUs, (B, S, *shape) in [0, 1]."""
 
     batchnorm: dict[Key, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     pre_activation: dict[Key, Bounds] = field(default_factory=dict)
+    lower_slopes: dict[Key, torch.Tensor] = field(default_factory=dict)
 
 
 class Rule:
@@ -299,10 +301,17 @@ class ReLURule(Monotone):
         return lower.clamp(min=0), upper.clamp(min=0)
 
     def backward(self, layer, coefficients, key, state, in_shape):
-        lower_slope, upper_slope, upper_intercept = relu_relaxation(*state.pre_activation[key])
+        lower, upper = state.pre_activation[key]
+        lower_slope, upper_slope, upper_intercept = relu_relaxation(lower, upper)
+        lower_slope = lower_slope.unsqueeze(1)
+        if key in state.lower_slopes:
+            # α-CROWN: any slope in [0, 1] gives a sound lower line through the origin for an
+            # unstable neuron; stable neurons keep their exact slope.
+            unstable = ((lower < 0) & (upper > 0)).unsqueeze(1)
+            lower_slope = torch.where(unstable, state.lower_slopes[key], lower_slope)
         positive, negative = coefficients.clamp(min=0), coefficients.clamp(max=0)
         bias = _sum_trailing(negative * upper_intercept.unsqueeze(1))
-        return positive * lower_slope.unsqueeze(1) + negative * upper_slope.unsqueeze(1), bias
+        return positive * lower_slope + negative * upper_slope.unsqueeze(1), bias
 
 
 # --- containers ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from torch import nn
 from certlight.bounds.spec import margin_spec
 from certlight.errors import CertlightError
 
-_METHODS = {"ibp": "IBP", "crown_ibp": "CROWN-IBP", "crown": "CROWN"}
+_METHODS = {"ibp": "IBP", "crown_ibp": "CROWN-IBP", "crown": "CROWN", "alpha_crown": "CROWN-Optimized"}
 
 
 def lirpa_available() -> bool:
