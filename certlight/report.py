@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="*", help="run or multirun directories, or results.json / verify.json files")
     parser.add_argument("--paper", action="store_true", help="add the paper's numbers for the same setting")
     parser.add_argument("--grid", action="store_true", help="verified error as an eps_train x eps_eval grid (Table 1)")
+    parser.add_argument("--verifier", default="best", help="whose verified error: best (any sound method; default), ibp, crown_ibp, crown, alpha_crown, cascade")
     parser.add_argument("--plot", metavar="PNG", help="also draw every seed's errors beside the paper's mean ± std")
     parser.add_argument("--margins", nargs="+", metavar="RUN_DIR", help="compare the last-epoch margin histograms of these runs")
     parser.add_argument("--labels", nargs="+", help="legend labels for --margins")
@@ -38,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         if args.paths:
-            records = [record for path in find_result_files(args.paths) for record in read_records(path)]
-            print(grid_table(records) if args.grid else markdown_table(records, with_paper=args.paper))
+            records = [record for path in find_result_files(args.paths) for record in read_records(path, args.verifier)]
+            print(grid_table(records) if args.grid else markdown_table(records, with_paper=args.paper, verifier=args.verifier))
             if args.plot:
                 plot_seed_comparison(records, Path(args.plot))
                 print(f"written {args.plot}")

@@ -1,4 +1,5 @@
-"""Evaluate a checkpoint: clean, IBP / CROWN-IBP / CROWN verified and PGD error at one or more eps.
+"""Evaluate a checkpoint: clean, PGD and verified error (IBP, CROWN-IBP, CROWN, α-CROWN, and a
+cascade of them) at one or more eps.
 
     python -m certlight.verify ckpt=PATH eps.eval=[0.3,0.35,0.4]
 
@@ -24,6 +25,7 @@ from certlight.config import build, data_root, parse_epsilon
 from certlight.data import CertifiedDataModule
 from certlight.errors import CertlightError
 from certlight.evaluation import certify_dataset, hidden_neurons
+from certlight.evaluation.cascade import cascade_certify
 from certlight.validate import integer_at_least, optional_integer_at_least
 
 
@@ -38,9 +40,10 @@ def verify(cfg: DictConfig, output_dir: Path) -> dict:
     ckpt = str(Path(hydra.utils.to_absolute_path(str(cfg.ckpt))))
     checkpoint = load_checkpoint(ckpt, "ckpt")
     train_cfg = OmegaConf.create(checkpoint["certlight_config"])
-    unknown = [m for m in cfg.methods if m not in BOUND_METHODS]
-    if unknown:
-        raise CertlightError(f"methods={unknown} unknown; allowed: {', '.join(BOUND_METHODS)}")
+    allowed = (*BOUND_METHODS, "cascade")
+    unknown = [m for m in (*cfg.methods, *cfg.cascade_stages) if m not in allowed]
+    if unknown or "cascade" in cfg.cascade_stages:
+        raise CertlightError(f"methods / cascade_stages: {unknown or ['cascade']} not allowed; methods from {', '.join(allowed)}, stages from {', '.join(BOUND_METHODS)}")
     integer_at_least(cfg.batch_size, "batch_size", 1)
     optional_integer_at_least(cfg.test_subset, "test_subset", 1)
     datamodule = CertifiedDataModule(
@@ -52,18 +55,24 @@ def verify(cfg: DictConfig, output_dir: Path) -> dict:
     state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     net.load_state_dict(state)
     net.eval()
-    methods = list(cfg.methods)
-    example = datamodule.test_set.__getitems__([0])[0]
-    relus = hidden_neurons(net, example)
-    if "crown" in methods and relus > cfg.crown_max_neurons:
-        print(f"full CROWN skipped: {relus} ReLUs > crown_max_neurons={cfg.crown_max_neurons}")
-        methods.remove("crown")
+    methods, stages = list(cfg.methods), list(cfg.cascade_stages)
+    relus = hidden_neurons(net, datamodule.test_set.__getitems__([0])[0])
+    if relus > cfg.crown_max_neurons:
+        skipped = [m for m in ("crown", "alpha_crown") if m in methods or m in stages]
+        if skipped:
+            print(f"{', '.join(skipped)} skipped: {relus} ReLUs > crown_max_neurons={cfg.crown_max_neurons}")
+        methods, stages = [m for m in methods if m not in skipped], [m for m in stages if m not in skipped]
     eps_values = eps_list(cfg.eps.eval, train_cfg.eps.eval)
-    batches = tqdm(datamodule.test_dataloader(), desc="verify", unit="batch")
-    rows = certify_dataset(
-        net, build(cfg.bounds)(net=net), batches, info.mean, info.std,
-        eps_values, methods, cfg.pgd.steps, cfg.pgd.restarts,
-    )
+    bounder = build(cfg.bounds)(net=net)
+    single = [m for m in methods if m != "cascade"]
+    rows = []
+    if single:
+        batches = tqdm(datamodule.test_dataloader(), desc="verify", unit="batch")
+        rows = certify_dataset(net, bounder, batches, info.mean, info.std, eps_values, single, cfg.pgd.steps, cfg.pgd.restarts)
+    if "cascade" in methods:
+        batches = tqdm(datamodule.test_dataloader(), desc="cascade", unit="batch")
+        cascade_rows = cascade_certify(net, bounder, batches, info.mean, info.std, eps_values, stages, cfg.pgd.steps, cfg.pgd.restarts)
+        rows = merge_cascade(rows, cascade_rows)
     epochs = epochs_completed(checkpoint)
     report = {
         "ckpt": ckpt,
@@ -82,8 +91,20 @@ def verify(cfg: DictConfig, output_dir: Path) -> dict:
     print(f"{ckpt}: {epochs} of {train_cfg.trainer.max_epochs} epochs trained; "
           f"{rows[0]['n'] if rows else 0} test examples")
     print(format_table(rows, methods))
+    if "cascade" in methods:
+        print(format_cascade(rows))
     print(f"written {output_dir / 'verify.json'}")
     return report
+
+
+def merge_cascade(rows: list[dict], cascade_rows: list[dict]) -> list[dict]:
+    """The cascade's column and stage records beside the single methods' (or alone)."""
+    if not rows:
+        return [{**c, "verified_err": {**c["verified_err"], "best": c["verified_err"]["cascade"]}} for c in cascade_rows]
+    for row, cascade in zip(rows, cascade_rows):
+        row["verified_err"]["cascade"] = cascade["verified_err"]["cascade"]
+        row["cascade"] = cascade["cascade"]
+    return rows
 
 
 def format_table(rows: list[dict], methods: list[str]) -> str:
@@ -93,6 +114,15 @@ def format_table(rows: list[dict], methods: list[str]) -> str:
         cells = [f"{row['eps_eval']:.4g}", f"{100 * row['clean_err']:.2f}%", f"{100 * row['pgd_err']:.2f}%"]
         cells += [f"{100 * row['verified_err'][m]:.2f}%" for m in (*methods, "best")]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_cascade(rows: list[dict]) -> str:
+    """Per eps and stage: examples it ran on, how many it verified, time, peak memory."""
+    lines = ["| eps_eval | stage | ran on | verified | seconds | peak memory (MiB) |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        for stage in row["cascade"]:
+            lines.append(f"| {row['eps_eval']:.4g} | {stage['stage']} | {stage['ran_on']} | {stage['verified']} | {stage['seconds']:.1f} | {stage['peak_memory_mb']:.0f} |")
     return "\n".join(lines)
 
 

@@ -209,3 +209,15 @@ def test_labels_must_match_the_runs_and_the_plot_folder_must_exist(tmp_path, cap
     assert "--labels gives 2 labels for 1 run" in capsys.readouterr().err
     assert report_main([str(tmp_path / "run"), "--plot", str(tmp_path / "missing" / "seeds.png")]) == 2
     assert f"--plot {tmp_path / 'missing' / 'seeds.png'}: folder {tmp_path / 'missing'} does not exist" in capsys.readouterr().err
+
+
+def test_a_table_can_report_any_verifier_the_files_hold(tmp_path, capsys):
+    write_checkpoint_verify(tmp_path / "run", config(), epochs=100, complete=True, verified=0.12)
+    data = json.loads((tmp_path / "run" / "verify.json").read_text())
+    data["results"][0]["verified_err"]["cascade"] = 0.105
+    (tmp_path / "run" / "verify.json").write_text(json.dumps(data))
+    assert report_main([str(tmp_path), "--verifier", "cascade"]) == 0
+    out = capsys.readouterr().out
+    assert "verified err (%, cascade)" in out and "| 10.50 |" in out
+    assert report_main([str(tmp_path), "--verifier", "alpha_crown"]) == 2
+    assert "has no verified error by 'alpha_crown'; it has: ibp, best, cascade" in capsys.readouterr().err

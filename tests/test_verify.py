@@ -110,3 +110,16 @@ def test_verify_at_the_runs_radius_reproduces_the_runs_own_errors(trained_checkp
     assert row["eps_eval"] == pytest.approx(results["eps_eval"])
     assert row["clean_err"] == pytest.approx(results["clean_err"])
     assert row["verified_err"]["ibp"] == pytest.approx(results["verified_err_by_method"]["ibp"])
+
+
+def test_verify_runs_the_cascade_beside_single_methods(trained_checkpoint, fake_data_root, tmp_path, capsys):
+    cfg = compose_verify([
+        f"ckpt={trained_checkpoint}", f"data.root={fake_data_root}", "methods=[ibp,cascade]", "cascade_stages=[ibp,crown_ibp]",
+        "pgd.steps=2", "test_subset=30", "eps.eval=0.02",
+    ])
+    (row,) = verify(cfg, tmp_path)["results"]
+    assert [stage["stage"] for stage in row["cascade"]] == ["ibp", "crown_ibp"]
+    first, second = row["cascade"]
+    assert first["verified"] == round(30 * (1 - row["verified_err"]["ibp"]))  # IBP alone, on all that PGD left
+    assert row["verified_err"]["cascade"] <= row["verified_err"]["ibp"]
+    assert "| 0.02 | crown_ibp |" in capsys.readouterr().out

@@ -5,44 +5,71 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from certlight.bounds.engine import check_supported, clean_forward
+from certlight.bounds.engine import check_supported, clean_forward, relu_count, widest_layer
 from certlight.bounds.margins import EAGER, margin_lower_bounds, mixed_margin_lower
 from certlight.bounds.rules import WalkState
 from certlight.errors import CertlightError
 from certlight.validate import integer_at_least, number
 
 BACKENDS = ("native", "auto_lirpa")
+EXPENSIVE = ("crown", "alpha_crown")
 
 
 class NativeBounds:
     """certlight's own engine: fast, batched, per-example epsilon; nn.Sequential with Residual blocks."""
 
-    def __init__(self, net: nn.Module, compile: bool = False, alpha_iterations: int = 20, alpha_lr: float = 0.5):
+    def __init__(self, net: nn.Module, compile: bool = False, alpha_iterations: int = 20, alpha_lr: float = 0.5, max_memory_gb: float | None = None):
         check_supported(net)
         self.net = net
         self.passes = EAGER.compiled() if compile else EAGER
         self.alpha = {"alpha_iterations": alpha_iterations, "alpha_lr": alpha_lr}
+        self.max_memory_gb = max_memory_gb
 
     def clean_forward(self, x: torch.Tensor):
         return clean_forward(self.net, x)
 
     def margins(self, x, lower, upper, y, method: str = "ibp", state: WalkState | None = None):
-        return margin_lower_bounds(self.net, lower, upper, y, method, state, **self.alpha)
+        if method not in EXPENSIVE or self.max_memory_gb is None:
+            return margin_lower_bounds(self.net, lower, upper, y, method, state, **self.alpha)
+        per_pass, element_budget = self._plan(method, lower.shape[1:])
+        parts = [
+            margin_lower_bounds(self.net, lower[i : i + per_pass], upper[i : i + per_pass], y[i : i + per_pass], method, state, element_budget=element_budget, **self.alpha)
+            for i in range(0, y.shape[0], per_pass)
+        ]
+        return torch.cat(parts)
+
+    def _plan(self, method: str, shape) -> tuple[int, int]:
+        """Examples per pass and the CROWN chunk budget (floats) that keep ``max_memory_gb``:
+        half of it for the per-example tensors (α-CROWN's slopes with gradient and two Adam
+        moments: 4 per spec row and ReLU; a backward pass's coefficients and temporaries: about
+        6 per spec row and unit of the widest layer), half for full CROWN's neuron chunks (a
+        chunk tensor and about 5 temporaries). results/verification.md measures the peaks."""
+        floats = self.max_memory_gb * 2**30 / 4
+        specs = self.net[-1].out_features - 1
+        widest = widest_layer(self.net, shape)
+        per_example = specs * (4 * relu_count(self.net, shape) * (method == "alpha_crown") + 6 * widest)
+        return max(1, int(floats / 2 // per_example)), max(1, int(floats / 2 / 6))
 
     def mixed(self, x, lower, upper, y, beta: float, state: WalkState | None = None):
         return mixed_margin_lower(self.net, lower, upper, y, beta, state, self.passes)
 
 
-def make_backend(backend: str = "native", net: nn.Module | None = None, compile: bool = False, alpha_iterations: int = 20, alpha_lr: float = 0.5):
+def make_backend(
+    backend: str = "native", net: nn.Module | None = None, compile: bool = False, alpha_iterations: int = 20, alpha_lr: float = 0.5,
+    max_memory_gb: float | None = None,
+):
     """The bound backend for ``net`` (the ``bounds`` config builds it with ``_partial_``);
     ``compile``: torch.compile the native training bound passes (bounds.compile);
-    ``alpha_*``: α-CROWN's optimisation (steps, Adam learning rate)."""
+    ``alpha_*``: α-CROWN's optimisation (steps, Adam learning rate); ``max_memory_gb``: the
+    memory the expensive verifiers (CROWN, α-CROWN) are batched to fit (None: no limit)."""
     if not isinstance(compile, bool):
         raise CertlightError(f"bounds.compile={compile!r} must be true or false")
     integer_at_least(alpha_iterations, "bounds.alpha_iterations", 0)
     number(alpha_lr, "bounds.alpha_lr", minimum=0, exclusive_minimum=True)
+    if max_memory_gb is not None:
+        number(max_memory_gb, "bounds.max_memory_gb", minimum=0, exclusive_minimum=True)
     if backend == "native":
-        return NativeBounds(net, compile, alpha_iterations, alpha_lr)
+        return NativeBounds(net, compile, alpha_iterations, alpha_lr, max_memory_gb)
     if compile:
         raise CertlightError(f"bounds.compile=true needs bounds.backend=native, got {backend!r}")
     if backend == "auto_lirpa":

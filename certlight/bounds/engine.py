@@ -21,8 +21,8 @@ from certlight.bounds.rules import Key, ReLURule, SequentialRule, WalkState, rel
 from certlight.errors import CertlightError
 
 # Full CROWN bounds intermediate neurons a chunk at a time; a chunk's coefficient tensor holds
-# batch x 2*chunk x (widest layer) floats, kept under this many elements.
-_CROWN_ELEMENT_BUDGET = 2**25
+# batch x 2*chunk x (widest layer) floats, kept under this many elements unless told otherwise.
+DEFAULT_ELEMENT_BUDGET = 2**25
 
 
 def check_supported(model: nn.Module) -> None:
@@ -106,7 +106,7 @@ def _through(layer: nn.Module, key: Key, in_shape, state: WalkState, prefix: Pre
     return composed
 
 
-def _refine(layer, key: Key, in_shape, prefix: Prefix, state: WalkState, box, widest: int) -> None:
+def _refine(layer, key: Key, in_shape, prefix: Prefix, state: WalkState, box, chunk_elements: int) -> None:
     """Walk forward; at every ReLU replace the IBP bounds of its input by CROWN's where
     tighter. Only neurons IBP leaves unstable (in some example) are re-bounded: a stable
     neuron's relaxation is exact whatever its bounds."""
@@ -114,7 +114,7 @@ def _refine(layer, key: Key, in_shape, prefix: Prefix, state: WalkState, box, wi
     for index, (child, child_key, child_shape) in enumerate(layer_rule.parts(layer, key, in_shape)):
         # A chained child's input depends on its earlier siblings; a parallel one's only on the container's input.
         child_prefix = _through(layer[:index], key, in_shape, state, prefix) if layer_rule.chained else prefix
-        _refine(child, child_key, child_shape, child_prefix, state, box, widest)
+        _refine(child, child_key, child_shape, child_prefix, state, box, chunk_elements)
     if not isinstance(layer_rule, ReLURule):
         return
     lower, upper = box
@@ -122,7 +122,7 @@ def _refine(layer, key: Key, in_shape, prefix: Prefix, state: WalkState, box, wi
     low, high = ibp_low.flatten(1).clone(), ibp_high.flatten(1).clone()
     unstable = ((low < 0) & (high > 0)).any(0).nonzero().squeeze(1)
     batch, size = low.shape
-    chunk_size = max(1, _CROWN_ELEMENT_BUDGET // (2 * batch * widest))
+    chunk_size = max(1, chunk_elements // (2 * batch))
     for chunk in unstable.split(chunk_size):
         rows = torch.zeros(chunk.numel(), size, dtype=lower.dtype, device=lower.device)
         rows[torch.arange(chunk.numel()), chunk] = 1
@@ -141,27 +141,29 @@ def layers_with_shapes(model: nn.Module, shape):
         yield from layers_with_shapes(child, child_shape)
 
 
-def _widest(model: nn.Module, shape) -> int:
+def widest_layer(model: nn.Module, shape) -> int:
     return max(max(s.numel(), rule(layer).out_shape(layer, s).numel()) for layer, s in layers_with_shapes(model, shape))
 
 
-def crown_intermediate_bounds(model: nn.Sequential, lower, upper, state: WalkState | None = None) -> WalkState:
+def crown_intermediate_bounds(model: nn.Sequential, lower, upper, state: WalkState | None = None, element_budget: int = DEFAULT_ELEMENT_BUDGET) -> WalkState:
     """A state holding CROWN bounds of every ReLU's input (intersected with IBP's, which
-    keeps them sound and never looser). Costs a backward pass per unstable hidden neuron."""
+    keeps them sound and never looser). Costs a backward pass per unstable hidden neuron;
+    ``element_budget`` caps a chunk's coefficient tensor (batch x 2*chunk x widest layer)."""
     _, _, walk = interval_propagate(model, lower, upper, state, stop=len(model) - 1)
     shape = lower.shape[1:]
-    _refine(model, (), shape, _identity_prefix, walk, (lower, upper), _widest(model, shape))
+    _refine(model, (), shape, _identity_prefix, walk, (lower, upper), max(1, element_budget // widest_layer(model, shape)))
     return walk
 
 
-def crown_margin_lower(model: nn.Sequential, lower, upper, spec: torch.Tensor, state: WalkState | None = None) -> torch.Tensor:
+def crown_margin_lower(model: nn.Sequential, lower, upper, spec: torch.Tensor, state: WalkState | None = None, element_budget: int = DEFAULT_ELEMENT_BUDGET) -> torch.Tensor:
     """Full CROWN lower bounds of ``spec @ f(x)``: every ReLU's input bounded by CROWN too,
     so it is for evaluating (small) networks."""
-    return backward_lower_bound(model, spec, lower, upper, crown_intermediate_bounds(model, lower, upper, state))
+    return backward_lower_bound(model, spec, lower, upper, crown_intermediate_bounds(model, lower, upper, state, element_budget))
 
 
 def alpha_crown_margin_lower(
-    model: nn.Sequential, lower, upper, spec: torch.Tensor, state: WalkState | None = None, iterations: int = 20, lr: float = 0.5
+    model: nn.Sequential, lower, upper, spec: torch.Tensor, state: WalkState | None = None, iterations: int = 20, lr: float = 0.5,
+    element_budget: int = DEFAULT_ELEMENT_BUDGET,
 ) -> torch.Tensor:
     """α-CROWN (Xu et al. 2021): CROWN whose lower ReLU slopes are optimised.
 
@@ -171,7 +173,7 @@ def alpha_crown_margin_lower(
     Each iterate is a sound bound, so the best seen per example and row is returned; the
     first iterate is CROWN's own choice of slope, so the result is never looser than CROWN.
     """
-    walk = crown_intermediate_bounds(model, lower, upper, state)
+    walk = crown_intermediate_bounds(model, lower, upper, state, element_budget)
     specs = spec.shape[1]
     slopes = {}
     for key, (low, high) in walk.pre_activation.items():

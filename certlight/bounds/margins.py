@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from certlight.bounds.engine import alpha_crown_margin_lower, crown_ibp_margin_lower, crown_margin_lower, ibp_margin_lower
+from certlight.bounds.engine import DEFAULT_ELEMENT_BUDGET, alpha_crown_margin_lower, crown_ibp_margin_lower, crown_margin_lower, ibp_margin_lower
 from certlight.bounds.rules import WalkState
 from certlight.bounds.spec import margin_spec
 
@@ -61,9 +61,11 @@ def margin_lower_bounds(
     state: WalkState | None = None,
     alpha_iterations: int = 20,
     alpha_lr: float = 0.5,
+    element_budget: int = DEFAULT_ELEMENT_BUDGET,
 ) -> torch.Tensor:
     """Lower bounds of ``f(x)_y - f(x)_j`` for every j != y over the box, shape (B, K-1).
-    ``alpha_*``: α-CROWN's optimisation steps and Adam learning rate."""
+    ``alpha_*``: α-CROWN's optimisation steps and Adam learning rate; ``element_budget``:
+    the largest coefficient tensor full CROWN builds (memory)."""
     if method == "ibp":
         return mixed_margin_lower(model, lower, upper, y, 0.0, state)
     if method == "crown_ibp":
@@ -71,6 +73,6 @@ def margin_lower_bounds(
     if method in ("crown", "alpha_crown"):
         spec = margin_spec(y, model[-1].out_features, lower.dtype)
         if method == "crown":
-            return crown_margin_lower(model, lower, upper, spec, state)
-        return alpha_crown_margin_lower(model, lower, upper, spec, state, alpha_iterations, alpha_lr)
+            return crown_margin_lower(model, lower, upper, spec, state, element_budget)
+        return alpha_crown_margin_lower(model, lower, upper, spec, state, alpha_iterations, alpha_lr, element_budget)
     raise ValueError(f"unknown bound method {method!r}; allowed: {', '.join(BOUND_METHODS)}")

@@ -110,18 +110,26 @@ def _done(data: dict, config: dict, verify_file: bool) -> dict:
     return {"epochs": epochs, "complete": complete, "train_examples": train, "full_train": full_train}
 
 
-def read_records(path: Path) -> list[Record]:
+def _verified(errors: dict, verifier: str, path: Path) -> float:
+    if verifier not in errors:
+        raise CertlightError(f"{path} has no verified error by {verifier!r}; it has: {', '.join(errors)}")
+    return errors[verifier]
+
+
+def read_records(path: Path, verifier: str = "best") -> list[Record]:
+    """``verifier``: whose verified error the records carry (``best`` = any sound method)."""
     data = _load(path)
     verify_file = path.name == "verify.json"
     try:
         if verify_file:
             config = data["train_config"]
             total = data.get("test_examples_total")
-            rows = [(r["eps_eval"], r["clean_err"], r["verified_err"]["best"], r["n"], total is not None and r["n"] == total, r) for r in data["results"]]
+            rows = [(r["eps_eval"], r["clean_err"], _verified(r["verified_err"], verifier, path), r["n"], total is not None and r["n"] == total, r) for r in data["results"]]
         else:
             config = data["config"]
             test_subset = (config.get("dataset") or {}).get("test_subset")
-            rows = [(data["eps_eval"], data["clean_err"], data["verified_err"], data.get("test_examples", test_subset), test_subset is None, {})]
+            errors = {"best": data["verified_err"], **data.get("verified_err_by_method", {})}
+            rows = [(data["eps_eval"], data["clean_err"], _verified(errors, verifier, path), data.get("test_examples", test_subset), test_subset is None, {})]
     except (KeyError, TypeError) as error:
         raise CertlightError(f"{path} lacks the entry {error}") from None
     if any(row[1] is None or row[2] is None for row in rows):

@@ -109,12 +109,12 @@ def seed_rows(records: list[Record]) -> list[SeedRow]:
     return rows
 
 
-def markdown_table(records: list[Record], with_paper: bool = False) -> str:
+def markdown_table(records: list[Record], with_paper: bool = False, verifier: str = "best") -> str:
     """One row per setting. ``epochs`` says "k of n" for a run that stopped early, ``examples``
     the training/test examples used; rows that would print alike name the keys that split them."""
     groups = group_records(records)
     notes = _differences(groups)
-    columns = ["dataset", "model", "method", "epochs", "examples (train/test)", "eps_eval", "eps_train", "re-weight", "auto-eps", "seeds", "clean err (%)", "verified err (%)"]
+    columns = ["dataset", "model", "method", "epochs", "examples (train/test)", "eps_eval", "eps_train", "re-weight", "auto-eps", "seeds", "clean err (%)", "verified err (%)" if verifier == "best" else f"verified err (%, {verifier})"]
     if with_paper:
         columns += ["paper clean (%)", "paper verified (%)"]
     if any(notes):
