@@ -11,6 +11,13 @@ from certlight.bounds.spec import margin_spec
 from certlight.errors import CertlightError
 
 _METHODS = {"ibp": "IBP", "crown_ibp": "CROWN-IBP", "crown": "CROWN", "alpha_crown": "CROWN-Optimized"}
+# auto_LiRPA 0.3's optimised bound ("CROWN-Optimized") trips over its sparse-alpha bookkeeping
+# unless that is off; 20 steps at its default lr_alpha 0.5, as certlight's α-CROWN defaults.
+OPTIMIZED_BOUND_OPTS = {
+    "optimize_bound_args": {"iteration": 20, "lr_alpha": 0.5, "enable_beta_crown": False},
+    "sparse_intermediate_bounds": False, "sparse_conv_intermediate_bounds": False,
+    "sparse_intermediate_bounds_with_ibp": False, "sparse_features_alpha": False, "sparse_spec_alpha": False,
+}
 
 
 def lirpa_available() -> bool:
@@ -44,7 +51,7 @@ class LirpaBounds:
             example = torch.zeros_like(x[:1])
             was_training = self.net.training
             self.net.eval()
-            self.bounded = self.lirpa.BoundedModule(self.net, example, device=str(x.device))
+            self.bounded = self.lirpa.BoundedModule(self.net, example, device=str(x.device), bound_opts=OPTIMIZED_BOUND_OPTS)
             with torch.no_grad():
                 self.num_classes = self.net(example).shape[1]
             self.net.train(was_training)
