@@ -14,14 +14,13 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from certlight.attacks import attack_succeeds, pgd_margins
-from certlight.bounds import input_box, is_verified
+from certlight.bounds import is_verified
+from certlight.evaluation.certify import attacked_batches
 from certlight.evaluation.memory import PeakMemory
 
 CASCADE = ("ibp", "crown_ibp", "crown", "alpha_crown")
 
 
-@torch.no_grad()
 def cascade_certify(
     net: nn.Module,
     bounder,
@@ -35,32 +34,26 @@ def cascade_certify(
 ) -> list[dict]:
     """Per eps: clean, PGD and cascade-verified error, and per stage how many examples it ran
     on and verified, its time and its peak memory."""
-    net.eval()
     totals = [{"n": 0, "clean_wrong": 0, "broken": 0, "stages": {s: {"ran_on": 0, "verified": 0, "seconds": 0.0, "peak_memory_mb": 0.0} for s in stages}} for _ in eps_values]
-    for batch in batches:
-        x, y = batch[0], batch[1]
-        correct = net(x).argmax(1) == y
-        for eps, total in zip(eps_values, totals):
-            lower, upper = input_box(x, eps, mean, std)
-            with torch.enable_grad():
-                broken = attack_succeeds(pgd_margins(net, x, y, lower, upper, pgd_steps, pgd_restarts)) | ~correct
-            undecided = ~broken
-            for stage in stages:
-                index = undecided.nonzero().squeeze(1)
-                if index.numel() == 0:
-                    break
-                record = total["stages"][stage]
-                start = time.perf_counter()
-                with PeakMemory(x.device) as peak:
-                    verified = is_verified(bounder.margins(x[index], lower[index], upper[index], y[index], stage))
-                record["seconds"] += time.perf_counter() - start
-                record["peak_memory_mb"] = max(record["peak_memory_mb"], peak.bytes / 2**20)
-                record["ran_on"] += index.numel()
-                record["verified"] += int(verified.sum())
-                undecided[index[verified]] = False
-            total["n"] += y.numel()
-            total["clean_wrong"] += int((~correct).sum())
-            total["broken"] += int(broken.sum())
+    for b in attacked_batches(net, batches, mean, std, eps_values, pgd_steps, pgd_restarts):
+        total = totals[b.eps_index]
+        undecided = ~b.broken
+        for stage in stages:
+            index = undecided.nonzero().squeeze(1)
+            if index.numel() == 0:
+                break
+            record = total["stages"][stage]
+            start = time.perf_counter()
+            with PeakMemory(b.x.device) as peak, torch.no_grad():
+                verified = is_verified(bounder.margins(b.x[index], b.lower[index], b.upper[index], b.y[index], stage))
+            record["seconds"] += time.perf_counter() - start
+            record["peak_memory_mb"] = max(record["peak_memory_mb"], peak.bytes / 2**20)
+            record["ran_on"] += index.numel()
+            record["verified"] += int(verified.sum())
+            undecided[index[verified]] = False
+        total["n"] += b.y.numel()
+        total["clean_wrong"] += int((~b.correct).sum())
+        total["broken"] += int(b.broken.sum())
     rows = []
     for eps, total in zip(eps_values, totals):
         n = max(total["n"], 1)

@@ -7,7 +7,8 @@ evaluation instead of producing a wrong table.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -31,6 +32,33 @@ def _margins(bounder, x, lower, upper, y, methods):
     return {m: bounder.margins(x, lower, upper, y, m) for m in methods}
 
 
+@dataclass(frozen=True)
+class AttackedBatch:
+    """One batch at one radius: its box, which examples are correct, and which PGD broke
+    (misclassified ones count as broken)."""
+
+    eps_index: int
+    x: torch.Tensor
+    y: torch.Tensor
+    lower: torch.Tensor
+    upper: torch.Tensor
+    correct: torch.Tensor
+    broken: torch.Tensor
+
+
+def attacked_batches(net: nn.Module, batches: Iterable, mean, std, eps_values: Sequence[float], pgd_steps: int, pgd_restarts: int) -> Iterator[AttackedBatch]:
+    """Every batch at every radius, attacked by PGD inside the same box the bounds certify."""
+    net.eval()
+    for batch in batches:
+        x, y = batch[0], batch[1]
+        with torch.no_grad():
+            correct = net(x).argmax(1) == y
+        for index, eps in enumerate(eps_values):
+            lower, upper = input_box(x, eps, mean, std)
+            broken = attack_succeeds(pgd_margins(net, x, y, lower, upper, pgd_steps, pgd_restarts)) | ~correct
+            yield AttackedBatch(index, x, y, lower, upper, correct, broken)
+
+
 def certify_dataset(
     net: nn.Module,
     bounder,
@@ -43,20 +71,13 @@ def certify_dataset(
     pgd_restarts: int = 1,
 ) -> list[dict]:
     """One dict of error rates per epsilon, over every batch ``(x, y, ...)``."""
-    net.eval()
     metrics = [CertificationErrors(methods) for _ in eps_values]
-    for batch in batches:
-        x, y = batch[0], batch[1]
-        with torch.no_grad():
-            correct = net(x).argmax(1) == y
-        for eps, metric in zip(eps_values, metrics):
-            lower, upper = input_box(x, eps, mean, std)
-            verified = {m: is_verified(b) for m, b in _margins(bounder, x, lower, upper, y, methods).items()}
-            broken = attack_succeeds(pgd_margins(net, x, y, lower, upper, pgd_steps, pgd_restarts)) | ~correct
-            for method, flags in verified.items():
-                if (flags & broken).any():
-                    raise UnsoundBoundError(f"{method} verified {int((flags & broken).sum())} example(s) at eps={eps} that PGD breaks")
-            metric.update(correct, verified, broken)
+    for b in attacked_batches(net, batches, mean, std, eps_values, pgd_steps, pgd_restarts):
+        verified = {m: is_verified(bound) for m, bound in _margins(bounder, b.x, b.lower, b.upper, b.y, methods).items()}
+        for method, flags in verified.items():
+            if (flags & b.broken).any():
+                raise UnsoundBoundError(f"{method} verified {int((flags & b.broken).sum())} example(s) at eps={eps_values[b.eps_index]} that PGD breaks")
+        metrics[b.eps_index].update(b.correct, verified, b.broken)
     rows = []
     for eps, metric in zip(eps_values, metrics):
         rates = {k: float(v) for k, v in metric.compute().items()}
