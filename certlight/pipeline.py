@@ -53,7 +53,6 @@ def build_datamodule(cfg: DictConfig) -> CertifiedDataModule:
 def build_module(cfg: DictConfig, datamodule: CertifiedDataModule, eps_train: float, eps_eval: float) -> CertifiedModule:
     info = datamodule.info
     net = build(cfg.model, in_channels=info.channels, in_size=info.size, num_classes=info.num_classes)
-    number(cfg.auto_eps.eps_maxoff, "auto_eps.eps_maxoff", minimum=0)
     auto_eps = build(cfg.auto_eps, num_examples=datamodule.num_train_total, eps_train=eps_train)
     # Built as a partial and called here: instantiate would turn the schedule (a dataclass) into a config.
     method = build(cfg.method, _partial_=True)

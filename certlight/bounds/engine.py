@@ -32,13 +32,7 @@ def check_supported(model: nn.Module) -> None:
             f"the native bound engine needs an nn.Sequential, got {type(model).__name__}; "
             "use bounds.backend=auto_lirpa for other architectures"
         )
-    for index, child in enumerate(model):
-        try:
-            rule(child).check(child, (index,))
-        except CertlightError as error:
-            if "is not supported" in str(error):
-                raise CertlightError(f"layer {index}: {error}") from None
-            raise
+    rule(model).check(model, ())
     if not isinstance(model[-1], nn.Linear):
         raise CertlightError(
             f"the last layer must be nn.Linear (the margin specification is folded into it), got {type(model[-1]).__name__}"

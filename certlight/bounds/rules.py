@@ -80,12 +80,15 @@ def rule_for_type(*types: type) -> Callable[[type[Rule]], type[Rule]]:
     return register
 
 
-def rule(layer: nn.Module) -> Rule:
+def rule(layer: nn.Module, key: Key | None = None) -> Rule:
+    """The rule of ``layer``'s type (or of its nearest base class); ``key``, when given, names
+    the layer's place in the network in the error for an unsupported type."""
     for layer_type in type(layer).__mro__:
         if layer_type in RULES:
             return RULES[layer_type]
     supported = ", ".join(sorted(t.__name__ for t in RULES))
-    raise CertlightError(f"layer {type(layer).__name__} is not supported by the native bound engine; supported: {supported}")
+    where = f"layer {_name(key)}: " if key is not None else ""
+    raise CertlightError(f"{where}layer {type(layer).__name__} is not supported by the native bound engine; supported: {supported}")
 
 
 def _sum_trailing(tensor: torch.Tensor) -> torch.Tensor:
@@ -324,7 +327,7 @@ class SequentialRule(Rule):
 
     def check(self, layer, key):
         for index, child in enumerate(layer):
-            rule(child).check(child, (*key, index))
+            rule(child, (*key, index)).check(child, (*key, index))
 
     def in_shapes(self, layer, shape) -> list[torch.Size]:
         """Each child's input shape, and the output shape last."""
@@ -370,7 +373,7 @@ class ResidualRule(Rule):
 
     def check(self, layer, key):
         for branch, branch_key in self._branches(layer, key):
-            rule(branch).check(branch, branch_key)
+            rule(branch, branch_key).check(branch, branch_key)
 
     def out_shape(self, layer, shape):
         return rule(layer.body).out_shape(layer.body, shape)
