@@ -8,9 +8,11 @@ takes the box itself, not eps/mean/std.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 from certlight.bounds import margin_spec
 
@@ -48,6 +50,50 @@ def pgd_margins(
             with torch.no_grad():
                 point = torch.minimum(torch.maximum(point - step_fraction * half_width * 2 * grad.sign(), lower), upper)
     return best
+
+
+def pgd_point(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    y: torch.Tensor,
+    lower: torch.Tensor,
+    upper: torch.Tensor,
+    steps: int,
+    step_size: float,
+    decay_at: tuple[float, ...] = (),
+) -> torch.Tensor:
+    """A point of the box with high cross-entropy: the adversarial point training methods use
+    (MTL-IBP's adversarial term, SABR's small-box centre).
+
+    Starts uniformly in the box and takes ``steps`` signed-gradient steps of ``step_size`` times
+    the box half-width, projected into the box; the step shrinks tenfold at each fraction of
+    ``steps`` in ``decay_at`` (SABR's schedule). Returns the point of highest loss seen, or the
+    last one for a single step (as the released code of both methods does). The network's
+    parameters get no gradient; the point is detached and always inside the box.
+    """
+    half_width = (upper - lower) / 2
+    point = (lower + (upper - lower) * torch.rand_like(lower)).detach()
+    best, best_loss = point, None
+    milestones = [math.ceil(fraction * steps) for fraction in decay_at]
+    with torch.enable_grad():
+        for step in range(steps):
+            point.requires_grad_(True)
+            loss = F.cross_entropy(forward(point), y, reduction="none")
+            if steps > 1:
+                best, best_loss = _keep_best(point.detach(), loss.detach(), best, best_loss)
+            (grad,) = torch.autograd.grad(loss.sum(), point)
+            size = step_size * 0.1 ** sum(step >= m for m in milestones)
+            point = torch.minimum(torch.maximum(point.detach() + size * half_width * grad.sign(), lower), upper)
+    if steps <= 1:
+        return point
+    with torch.no_grad():
+        return _keep_best(point, F.cross_entropy(forward(point), y, reduction="none"), best, best_loss)[0]
+
+
+def _keep_best(point, loss, best, best_loss):
+    if best_loss is None:
+        return point, loss
+    better = loss >= best_loss
+    return torch.where(better.view(-1, *([1] * (point.dim() - 1))), point, best), torch.where(better, loss, best_loss)
 
 
 def attack_succeeds(margins: torch.Tensor) -> torch.Tensor:

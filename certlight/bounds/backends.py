@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from certlight.bounds.engine import check_supported, clean_forward, relu_count, widest_layer
-from certlight.bounds.margins import EAGER, margin_lower_bounds, mixed_margin_lower
+from certlight.bounds.margins import EAGER, margin_lower_bounds, mixed_margin_bounds
 from certlight.bounds.rules import WalkState
 from certlight.errors import CertlightError
 from certlight.validate import integer_at_least, number
@@ -51,7 +51,12 @@ class NativeBounds:
         return max(1, int(floats / 2 // per_example)), max(1, int(floats / 2 / 6))
 
     def mixed(self, x, lower, upper, y, beta: float, state: WalkState | None = None):
-        return mixed_margin_lower(self.net, lower, upper, y, beta, state, self.passes)
+        return self.mixed_with_relu_inputs(x, lower, upper, y, beta, state)[0]
+
+    def mixed_with_relu_inputs(self, x, lower, upper, y, beta: float, state: WalkState | None = None):
+        """The training bounds and the IBP input interval of every ReLU, in network order."""
+        margins, walk = mixed_margin_bounds(self.net, lower, upper, y, beta, state, self.passes)
+        return margins, list(walk.pre_activation.values())
 
 
 def make_backend(

@@ -30,7 +30,7 @@ class BoundPasses:
 EAGER = BoundPasses()
 
 
-def mixed_margin_lower(
+def mixed_margin_bounds(
     model: nn.Sequential,
     lower: torch.Tensor,
     upper: torch.Tensor,
@@ -38,8 +38,9 @@ def mixed_margin_lower(
     beta: float,
     state: WalkState | None = None,
     passes: BoundPasses = EAGER,
-) -> torch.Tensor:
-    """``beta * CROWN-IBP + (1 - beta) * IBP`` margin lower bounds, as CROWN-IBP trains.
+) -> tuple[torch.Tensor, WalkState]:
+    """``beta * CROWN-IBP + (1 - beta) * IBP`` margin lower bounds, as CROWN-IBP trains, and
+    the IBP walk (every ReLU's input interval, which bound regularisers read).
 
     A convex combination of two sound lower bounds is sound. At ``beta == 0`` the CROWN pass
     is skipped and the result is exactly IBP's.
@@ -47,9 +48,14 @@ def mixed_margin_lower(
     spec = margin_spec(y, model[-1].out_features, lower.dtype)
     ibp_lower, walk = passes.ibp(model, lower, upper, spec, state)
     if beta == 0:
-        return ibp_lower
+        return ibp_lower, walk
     crown_lower = passes.crown_ibp(model, lower, upper, spec, walk)
-    return beta * crown_lower + (1 - beta) * ibp_lower
+    return beta * crown_lower + (1 - beta) * ibp_lower, walk
+
+
+def mixed_margin_lower(model, lower, upper, y, beta: float, state: WalkState | None = None, passes: BoundPasses = EAGER) -> torch.Tensor:
+    """The margin lower bounds of :func:`mixed_margin_bounds` alone."""
+    return mixed_margin_bounds(model, lower, upper, y, beta, state, passes)[0]
 
 
 def margin_lower_bounds(

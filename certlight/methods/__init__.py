@@ -1,6 +1,12 @@
-"""LightningModules for natural, IBP and CROWN-IBP training, and the auto-eps state they own."""
+"""The training methods (LightningModules), the auto-eps state they own and the fast-IBP options."""
 
 from certlight.methods.auto_eps import AutoEpsilon
 from certlight.methods.certified import CertifiedModule, CrownIBPModule, IBPModule, NaturalModule
+from certlight.methods.expressive import CCIBPModule, MTLIBPModule
+from certlight.methods.fast_ibp import BoundRegulariser
+from certlight.methods.sabr import SABRModule
 
-__all__ = ["AutoEpsilon", "CertifiedModule", "CrownIBPModule", "IBPModule", "NaturalModule"]
+__all__ = [
+    "AutoEpsilon", "BoundRegulariser", "CCIBPModule", "CertifiedModule", "CrownIBPModule", "IBPModule",
+    "MTLIBPModule", "NaturalModule", "SABRModule",
+]

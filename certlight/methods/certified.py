@@ -30,8 +30,10 @@ from certlight.errors import CertlightError
 from certlight.losses import Reweighting, certified_loss, softmax_margin
 from certlight.metrics import CertificationErrors
 from certlight.methods.auto_eps import AutoEpsilon
+from certlight.methods.fast_ibp import BoundRegulariser, ibp_initialise, l1_penalty
 from certlight.methods.rng import rng_state, set_rng_state
 from certlight.schedules import ScheduleValues, TrainingSchedule
+from certlight.validate import number
 
 
 @dataclass(frozen=True)
@@ -41,11 +43,15 @@ class RobustTerm:
 
     loss: torch.Tensor
     margin_lower: torch.Tensor
+    relu_inputs: list | None = None  # IBP interval of every ReLU input, when a regulariser reads it
 
 
-def worst_case_term(margin_lower: torch.Tensor, y: torch.Tensor) -> RobustTerm:
+def worst_case_term(margin_lower: torch.Tensor, y: torch.Tensor, relu_inputs: list | None = None) -> RobustTerm:
     """The IBP/CROWN-IBP robust term: cross-entropy of the worst-case logits (eq. 2)."""
-    return RobustTerm(F.cross_entropy(worst_case_logits(margin_lower, y), y, reduction="none"), margin_lower)
+    return RobustTerm(F.cross_entropy(worst_case_logits(margin_lower, y), y, reduction="none"), margin_lower, relu_inputs)
+
+
+INITS = ("default", "ibp")
 
 
 class CertifiedModule(pl.LightningModule):
@@ -70,11 +76,25 @@ class CertifiedModule(pl.LightningModule):
         auto_eps: AutoEpsilon | None = None,
         bounds: Callable | None = None,
         schedule: TrainingSchedule | None = None,
+        init: str = "default",
+        regulariser: BoundRegulariser | None = None,
+        l1: float = 0.0,
     ):
         super().__init__()
         self.bounder = (bounds or make_backend)(net=net)
         if not 0 <= eps_eval <= 1:
             raise CertlightError(f"eps.eval={eps_eval} must lie in [0, 1] (pixel space)")
+        if init not in INITS:
+            raise CertlightError(f"method.init={init!r} is unknown; allowed: {', '.join(INITS)}")
+        if init == "ibp":
+            ibp_initialise(net)
+        if regulariser is not None and not hasattr(self.bounder, "mixed_with_relu_inputs"):
+            raise CertlightError(
+                "method.regulariser reads the IBP interval of every ReLU, which only bounds.backend=native "
+                "exposes; use bounds.backend=native or method.regulariser=null"
+            )
+        self.regulariser = regulariser
+        self.l1 = number(l1, "method.l1", minimum=0)
         self.net = net
         self.eps_eval = float(eps_eval)
         # Buffers follow the module to its device, so building the input box copies nothing
@@ -104,6 +124,14 @@ class CertifiedModule(pl.LightningModule):
     def robust_term(self, x, y, region, state: WalkState | None, values: ScheduleValues) -> RobustTerm:
         raise NotImplementedError
 
+    def bound_term(self, x, y, region, beta: float, state: WalkState | None) -> RobustTerm:
+        """The worst-case term of the IBP family over ``region`` (CROWN-IBP mixed in by ``beta``),
+        with the ReLU input intervals when the regulariser reads them."""
+        if self.regulariser is None:
+            return worst_case_term(self.bounder.mixed(x, *region, y, beta, state), y)
+        margin_lower, relu_inputs = self.bounder.mixed_with_relu_inputs(x, *region, y, beta, state)
+        return worst_case_term(margin_lower, y, relu_inputs)
+
     # --- training ------------------------------------------------------------------------
     def on_train_batch_start(self, batch, batch_idx):
         if self.schedule is None:
@@ -126,10 +154,12 @@ class CertifiedModule(pl.LightningModule):
             raise CertlightError("no epsilon/kappa schedule: give the module a schedule (the schedule config group)")
         logits, state = self.bounder.clean_forward(x)
         eps = self.auto_eps.epsilon(index, values.eps) if self.auto_eps is not None else x.new_full((x.shape[0],), values.eps)
-        term = self.robust_term(x, y, self.region(x, y, eps), state, values)
+        region = self.region(x, y, eps)
+        term = self.robust_term(x, y, region, state, values)
         margin = softmax_margin(worst_case_logits(term.margin_lower, y), y)
         weights = self.reweight(margin)
         loss = certified_loss(logits, y, term.loss, values.kappa, weights, self._weight_normaliser(weights))
+        loss = loss + self._penalties(region, term, values)
         if self.auto_eps is not None:
             self.auto_eps.update(*self._gathered(index, margin.detach()))
         self.log_dict(
@@ -149,6 +179,18 @@ class CertifiedModule(pl.LightningModule):
             self.log("train/offset_nonzero_frac", (self.auto_eps.offsets > 0).float().mean(), on_step=False, on_epoch=True)
         # Per-example values for callbacks (margin histograms); Lightning optimises "loss".
         return {"loss": loss, "margin": margin.detach(), "eps": eps.detach(), "weights": weights}
+
+    def _penalties(self, region, term: RobustTerm, values: ScheduleValues) -> torch.Tensor | float:
+        """The recipe's extra terms: Shi et al.'s warm-up regulariser on the region's IBP
+        intervals (fading with the ramp) and an L1 penalty on the weights."""
+        penalty = 0.0
+        if self.regulariser is not None:
+            if term.relu_inputs is None:
+                raise CertlightError(f"method.regulariser needs ReLU intervals that {type(self).__name__}.robust_term does not return")
+            penalty = self.regulariser(*region, term.relu_inputs, values.eps, self.schedule.eps_train)
+        if self.l1 > 0:
+            penalty = penalty + self.l1 * l1_penalty(self.net)
+        return penalty
 
     def _weight_normaliser(self, weights: torch.Tensor | None) -> torch.Tensor | None:
         """Under DDP, the mean over ranks of each rank's weight sum: with it, the gradients DDP
@@ -221,6 +263,17 @@ class CertifiedModule(pl.LightningModule):
 class NaturalModule(CertifiedModule):
     """Plain training on clean inputs (kappa = 1 always); still reports verified error."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The tactics act on a robust term, which natural training does not have: refuse
+        # rather than run a baseline that silently ignores them.
+        if self.reweight.active:
+            raise CertlightError(f"method=natural has no robust term to re-weight: reweight.gamma={self.reweight.gamma} needs a certified method (e.g. method=ibp), or reweight=none")
+        if self.auto_eps is not None:
+            raise CertlightError(f"method=natural trains at no epsilon: auto_eps.eps_maxoff={self.auto_eps.eps_maxoff} needs a certified method (e.g. method=ibp), or auto_eps.eps_maxoff=0")
+        if self.regulariser is not None:
+            raise CertlightError("method=natural computes no bounds for method.regulariser to read; use method=fast_ibp")
+
     def training_step(self, batch, batch_idx):
         x, y, _ = batch
         logits = self.net(x)
@@ -233,7 +286,7 @@ class IBPModule(CertifiedModule):
     """IBP certified training (Gowal et al. 2019)."""
 
     def robust_term(self, x, y, region, state, values):
-        return worst_case_term(self.bounder.mixed(x, *region, y, 0.0, state), y)
+        return self.bound_term(x, y, region, 0.0, state)
 
 
 class CrownIBPModule(CertifiedModule):
@@ -244,4 +297,4 @@ class CrownIBPModule(CertifiedModule):
     def robust_term(self, x, y, region, state, values):
         # At eps 0 (warm-up) the box is a point and IBP is already exact: skip the CROWN pass.
         beta = values.beta if values.eps > 0 else 0.0
-        return worst_case_term(self.bounder.mixed(x, *region, y, beta, state), y)
+        return self.bound_term(x, y, region, beta, state)

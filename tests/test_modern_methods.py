@@ -1,0 +1,159 @@
+"""Fast IBP, MTL-IBP, CC-IBP and SABR: losses against values worked out by hand from the papers'
+equations, SABR's small box, the IBP initialisation's variance, and the regulariser's fade."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import pytest
+import torch
+from torch import nn
+
+from certlight.errors import CertlightError
+from certlight.losses import Reweighting
+from certlight.methods import AutoEpsilon, BoundRegulariser, CCIBPModule, MTLIBPModule, NaturalModule, SABRModule
+from certlight.methods.fast_ibp import ibp_initialise
+from certlight.bounds import input_box
+from certlight.models import dm_large
+from certlight.schedules import ScheduleValues, TrainingSchedule
+
+
+def two_copies_net() -> nn.Sequential:
+    """f_0 = 2 relu(x) - relu(x), f_1 = 0 on x in [0, 1]: the true margin is x, but IBP treats the
+    two copies of relu(x) as independent: on [0.4, 0.6] it certifies 2*0.4 - 0.6 = 0.2 only."""
+    net = nn.Sequential(nn.Linear(1, 2), nn.ReLU(), nn.Linear(2, 2))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0], [1.0]]))
+        net[0].bias.zero_()
+        net[2].weight.copy_(torch.tensor([[2.0, -1.0], [0.0, 0.0]]))
+        net[2].bias.zero_()
+    return net
+
+
+def module(cls, net=None, **kwargs):
+    return cls(
+        net=net if net is not None else two_copies_net(), mean=(0.0,), std=(1.0,), eps_eval=0.1,
+        optimizer=partial(torch.optim.SGD, lr=0.1), schedule=TrainingSchedule(eps_train=0.1), **kwargs,
+    )
+
+
+X, Y, EPS = torch.tensor([[0.5]]), torch.tensor([0]), torch.tensor([0.1])
+RAMPED = ScheduleValues(eps=0.1, kappa=0.0, beta=0.0)
+
+
+def ce_of_margin(margin: float) -> float:
+    """Cross-entropy of the true class 0 of two logits whose difference f_0 - f_1 is ``margin``."""
+    return math.log(1 + math.exp(-margin))
+
+
+def test_mtl_ibp_loss_mixes_ibp_worst_case_and_attacked_point_by_alpha():
+    # IBP margin over [0.4, 0.6]: 0.2. One PGD step of 10x the half-width ends at x = 0.4 (the
+    # margin x falls with x), where the margin is 0.4.
+    method = module(MTLIBPModule, alpha=0.08)
+    term = method.robust_term(X, Y, method.region(X, Y, EPS), None, RAMPED)
+    assert term.margin_lower.item() == pytest.approx(0.2, abs=1e-6)
+    assert term.loss.item() == pytest.approx(0.08 * ce_of_margin(0.2) + 0.92 * ce_of_margin(0.4), abs=1e-6)
+
+
+def test_cc_ibp_loss_is_cross_entropy_of_mixed_margins():
+    method = module(CCIBPModule, alpha=0.3)
+    term = method.robust_term(X, Y, method.region(X, Y, EPS), None, RAMPED)
+    assert term.loss.item() == pytest.approx(ce_of_margin(0.3 * 0.2 + 0.7 * 0.4), abs=1e-6)
+    assert term.margin_lower.item() == pytest.approx(0.2, abs=1e-6)
+
+
+def test_sabr_small_box_sits_at_the_attacked_corner_inside_the_eps_box():
+    # PGD reaches x = 0.4; the centre moves in to 0.4 + 0.5*0.1, so the small box is [0.4, 0.5],
+    # whose IBP margin is 2*0.4 - 0.5 = 0.3.
+    method = module(SABRModule, lambda_ratio=0.5)
+    lower, upper = method.region(X, Y, EPS)
+    assert (lower.item(), upper.item()) == pytest.approx((0.4, 0.5), abs=1e-6)
+    assert method.robust_term(X, Y, (lower, upper), None, RAMPED).margin_lower.item() == pytest.approx(0.3, abs=1e-6)
+
+
+@pytest.mark.parametrize("lambda_ratio", [0.1, 0.6, 1.0])
+def test_sabr_small_box_lies_in_eps_box_and_data_domain(lambda_ratio):
+    torch.manual_seed(0)
+    mean, std = (0.1307,), (0.3081,)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 20), nn.ReLU(), nn.Linear(20, 10))
+    method = SABRModule(net=net, mean=mean, std=std, eps_eval=0.3, optimizer=partial(torch.optim.SGD, lr=0.1), lambda_ratio=lambda_ratio)
+    pixels = torch.rand(64, 1, 4, 4)
+    pixels[:16] = pixels[:16].round()  # pixels at 0 and 1: the clipped sides of the eps box
+    x = (pixels - mean[0]) / std[0]
+    eps = torch.rand(64) * 0.4
+    y = torch.randint(0, 10, (64,))
+    big_lower, big_upper = input_box(x, eps, mean, std)
+    lower, upper = method.region(x, y, eps)
+    tolerance = 1e-6
+    assert (lower >= big_lower - tolerance).all() and (upper <= big_upper + tolerance).all()
+    assert (lower >= (0 - mean[0]) / std[0] - tolerance).all() and (upper <= (1 - mean[0]) / std[0] + tolerance).all()
+    assert (lower <= upper).all()
+    # Never wider than the small radius lambda * eps / std on each side.
+    assert ((upper - lower) <= 2 * lambda_ratio * eps.view(-1, 1, 1, 1) / std[0] + tolerance).all()
+
+
+def test_regulariser_by_hand():
+    # Input box half-width 0.1; one ReLU layer, one example, pre-activation intervals
+    # [-1,1], [1,3], [-3,-1], [2,4]: half-width 1, centres 0, 2, -2, 3.
+    # Tightness: ReLU(0.5 - 0.1/1)/0.5 = 0.8.
+    # Means: active (2 + 3)/4 = 1.25, inactive 2/4 = 0.5, ratio 2.5 -> 0.4 -> ReLU(0.5-0.4)/0.5 = 0.2.
+    # Variances (around the mean 0.75): active 1.5625 + 5.0625, inactive 7.5625 -> 0.876: 0.
+    lower, upper = torch.tensor([[-1.0, 1.0, -3.0, 2.0]]), torch.tensor([[1.0, 3.0, -1.0, 4.0]])
+    box = (torch.zeros(1, 2), torch.full((1, 2), 0.2))
+    regulariser = BoundRegulariser(weight=0.5, tolerance=0.5)
+    assert regulariser.value(*box, [(lower, upper)]).item() == pytest.approx(1.0, abs=1e-6)
+    # Weighted by lambda * (1 - eps/eps_max): 0.5 * 0.75 at a quarter of the ramp, 0 at its end.
+    assert regulariser(*box, [(lower, upper)], eps=0.1, eps_max=0.4).item() == pytest.approx(0.375, abs=1e-6)
+    assert regulariser(*box, [(lower, upper)], eps=0.4, eps_max=0.4).item() == 0.0
+
+
+def test_regulariser_skips_a_layer_without_active_or_inactive_neurons_and_keeps_gradients_finite():
+    lower = torch.tensor([[-1.0, -2.0]], requires_grad=True)
+    upper = torch.tensor([[1.0, 2.0]], requires_grad=True)
+    value = BoundRegulariser(0.5, 0.5).value(torch.zeros(1, 2), torch.full((1, 2), 2.0), [(lower, upper)])
+    # Tightness only: half-widths 1.5 vs input 1: ReLU(0.5 - 1/1.5)/0.5 = 0; the balance term is 0/0.
+    assert value.item() == 0.0
+    value.backward()
+    assert torch.isfinite(lower.grad).all() and torch.isfinite(upper.grad).all()
+
+
+def test_ibp_initialisation_has_the_papers_variance():
+    torch.manual_seed(0)
+    net = dm_large(in_channels=1, in_size=28, num_classes=10)
+    last_before = net[-1].weight.clone()
+    ibp_initialise(net)
+    weighted = [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    for layer in weighted[:-1]:
+        fan_in = layer.weight[0].numel()  # in_features, or in_channels * kernel area
+        assert layer.weight.std().item() == pytest.approx(math.sqrt(2 * math.pi) / fan_in, rel=0.05)
+        assert abs(layer.weight.mean().item()) < 0.1 * math.sqrt(2 * math.pi) / fan_in
+    assert torch.equal(net[-1].weight, last_before)
+
+
+def test_ibp_initialisation_halves_layers_fed_by_a_residual_sum():
+    from certlight.models.residual import resnet_small
+
+    torch.manual_seed(0)
+    net = resnet_small(width=16, batchnorm=False)
+    ibp_initialise(net)
+    stem, second_block = net[0], net[3][0]  # net[3] = the second block (after stem conv, ReLU, block 1)
+    first_conv, projection = second_block.body[0], second_block.shortcut[0]
+    for layer, factor in ((stem, 1.0), (first_conv, 0.5), (projection, 0.5)):
+        fan_in = layer.weight[0].numel()
+        assert layer.weight.std().item() == pytest.approx(factor * math.sqrt(2 * math.pi) / fan_in, rel=0.1)
+
+
+def test_natural_training_refuses_the_tactics():
+    with pytest.raises(CertlightError, match="method=natural.*reweight.gamma=5"):
+        module(NaturalModule, reweight=Reweighting(gamma=5.0))
+    with pytest.raises(CertlightError, match="method=natural.*auto_eps.eps_maxoff=0.05"):
+        module(NaturalModule, auto_eps=AutoEpsilon(10, 0.05, 0.1))
+
+
+def test_regulariser_needs_the_native_backend():
+    pytest.importorskip("auto_LiRPA")
+    from certlight.bounds.backends import make_backend
+
+    with pytest.raises(CertlightError, match="method.regulariser.*bounds.backend=native"):
+        module(MTLIBPModule, bounds=partial(make_backend, "auto_lirpa"), regulariser=BoundRegulariser())
