@@ -2,7 +2,7 @@
 and its first step's batch and (DDP-averaged) gradients.
 
 Lightning re-launches this same script for rank 1, so it must be a plain script, not a test.
-Usage: python ddp_auto_eps_worker.py DATA_ROOT OUT_DIR DEVICE_RESIDENT
+Usage: python ddp_auto_eps_worker.py DATA_ROOT OUT_DIR DEVICE_RESIDENT METHOD
 """
 
 import os
@@ -43,11 +43,11 @@ class RecordUpdates(pl.Callback):
         self.steps.append({"index": index.cpu(), "margin": outputs["margin"].cpu(), "weights": outputs["weights"].cpu(), "table": pl_module.auto_eps.offsets.cpu().clone()})
 
 
-def main(data_root: str, out_dir: str, device_resident: str) -> None:
+def main(data_root: str, out_dir: str, device_resident: str, method: str) -> None:
     overrides = tiny_run_overrides(
         Path(data_root), "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1",
         *WORKER_OVERRIDES, "logger=csv",
-        f"dataset.device_resident={device_resident}",
+        f"dataset.device_resident={device_resident}", f"method={method}",
     )
     cfg = compose_train(overrides, Path(out_dir) / "run")
     run = build_run(cfg)
@@ -57,8 +57,9 @@ def main(data_root: str, out_dir: str, device_resident: str) -> None:
     rank = run.trainer.global_rank
     torch.save(recorder.steps, Path(out_dir) / f"rank{rank}.pt")
     torch.save(recorder.first_step, Path(out_dir) / f"first_step{rank}.pt")
+    torch.save(run.module.net.state_dict(), Path(out_dir) / f"weights{rank}.pt")
 
 
 if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

@@ -17,19 +17,27 @@ from certlight.pipeline import build_run
 pytestmark = pytest.mark.slow  # two-process DDP fits
 
 
-@pytest.fixture(scope="module", params=["false", "true"])
+@pytest.fixture(scope="module", params=[("ibp", "false"), ("ibp", "true"), ("sabr", "false")], ids=lambda p: "-".join(p))
 def ddp_run(request, fake_data_root, tmp_path_factory):
     """A 2-process CPU fit; also with the device-resident data path, whose index batches the
-    DistributedSampler shards."""
-    out = tmp_path_factory.mktemp(f"ddp_{request.param}")
+    DistributedSampler shards, and with SABR (PGD in the step, the warm-up regulariser)."""
+    method, device_resident = request.param
+    out = tmp_path_factory.mktemp(f"ddp_{method}_{device_resident}")
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     env.pop("CUDA_VISIBLE_DEVICES", None)
     proc = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "ddp_auto_eps_worker.py"), str(fake_data_root), str(out), request.param],
+        [sys.executable, str(REPO / "tests" / "ddp_auto_eps_worker.py"), str(fake_data_root), str(out), device_resident, method],
         env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (out / "method").write_text(method)
     return out
+
+
+def test_the_ranks_end_with_the_same_network(ddp_run):
+    weights = [torch.load(ddp_run / f"weights{r}.pt") for r in (0, 1)]
+    for name in weights[0]:
+        assert torch.equal(weights[0][name], weights[1][name]), name
 
 
 def test_every_rank_holds_the_same_table_as_one_process_would(ddp_run):
@@ -51,6 +59,8 @@ def test_every_rank_holds_the_same_table_as_one_process_would(ddp_run):
 
 def test_a_ddp_step_has_the_gradient_of_one_process_on_the_global_batch(ddp_run, fake_data_root, tmp_path):
     """Re-weighting on: eq. 8 divides by the weights of the whole global batch, not each rank's."""
+    if (ddp_run / "method").read_text() != "ibp":
+        pytest.skip("SABR's PGD starts are drawn per rank: one process on the global batch draws others")
     first = [torch.load(ddp_run / f"first_step{r}.pt") for r in (0, 1)]
     for name in first[0]["grads"]:
         torch.testing.assert_close(first[0]["grads"][name], first[1]["grads"][name])

@@ -7,7 +7,9 @@ import math
 from functools import partial
 
 import pytest
+import pytorch_lightning as pl
 import torch
+from conftest import REPO, compose_train, tiny_run_overrides
 from torch import nn
 
 from certlight.errors import CertlightError
@@ -15,7 +17,9 @@ from certlight.losses import Reweighting
 from certlight.methods import AutoEpsilon, BoundRegulariser, CCIBPModule, MTLIBPModule, NaturalModule, SABRModule
 from certlight.methods.fast_ibp import ibp_initialise
 from certlight.bounds import input_box
+from certlight.bounds.lirpa import lirpa_available
 from certlight.models import dm_large
+from certlight.pipeline import build_run
 from certlight.schedules import ScheduleValues, TrainingSchedule
 
 
@@ -151,9 +155,48 @@ def test_natural_training_refuses_the_tactics():
         module(NaturalModule, auto_eps=AutoEpsilon(10, 0.05, 0.1))
 
 
+@pytest.mark.skipif(not lirpa_available(), reason="auto_LiRPA not installed (CI installs it)")
 def test_regulariser_needs_the_native_backend():
-    pytest.importorskip("auto_LiRPA")
     from certlight.bounds.backends import make_backend
 
     with pytest.raises(CertlightError, match="method.regulariser.*bounds.backend=native"):
         module(MTLIBPModule, bounds=partial(make_backend, "auto_lirpa"), regulariser=BoundRegulariser())
+
+
+METHODS = sorted(p.stem for p in (REPO / "conf" / "method").glob("*.yaml") if p.stem != "natural")
+EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+ONE_STEP = ("schedule.ramp_epochs=0", "trainer.max_epochs=1", "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1", "+trainer.num_sanity_val_steps=0", "callbacks.model_checkpoint=null")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_tactics_work_with_every_method(method, fake_data_root, tmp_path):
+    """reweight.gamma=5 auto_eps.eps_maxoff=... on any method=: weights vary and offsets move."""
+    overrides = tiny_run_overrides(fake_data_root, f"method={method}", "reweight.gamma=5", "auto_eps.eps_maxoff=0.1", "dataset.train_subset=100", *ONE_STEP)
+    run = build_run(compose_train(overrides, tmp_path), tmp_path)
+    seen = {}
+
+    class Record(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.update(weights=outputs["weights"], offsets=pl_module.auto_eps.offsets.clone())
+
+    run.trainer.callbacks.append(Record())
+    run.trainer.fit(run.module, datamodule=run.datamodule)
+    assert seen["weights"].std() > 0
+    assert (seen["offsets"] > 0).any()
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_recipe_takes_a_training_step(experiment, fake_data_root, tmp_path):
+    overrides = [f"experiment={experiment}", f"data.root={fake_data_root}", "dataset.batch_size=8", "dataset.eval_batch_size=8",
+                 "dataset.train_subset=8", "dataset.test_subset=8", "+trainer.enable_progress_bar=false",
+                 "+trainer.enable_model_summary=false", *ONE_STEP]
+    run = build_run(compose_train(overrides, tmp_path), tmp_path)
+    before = [p.detach().clone() for p in run.module.parameters()]
+    run.trainer.fit(run.module, datamodule=run.datamodule)
+    assert run.trainer.global_step == 1
+    assert any(not torch.equal(a, b) for a, b in zip(before, run.module.parameters()))
+
+
+def test_natural_training_with_tactics_is_refused_from_the_config(fake_data_root, tmp_path):
+    with pytest.raises(CertlightError, match="method=natural"):
+        build_run(compose_train(tiny_run_overrides(fake_data_root, "method=natural", "reweight.gamma=5"), tmp_path), tmp_path)

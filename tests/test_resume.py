@@ -84,10 +84,12 @@ def test_a_file_that_is_no_checkpoint_is_named(fake_data_root, tmp_path):
         build_run(cfg, tmp_path)
 
 
-def test_stop_and_resume_is_bit_identical_to_the_uninterrupted_run(fake_data_root, tmp_path):
-    """Auto-eps, re-weighting and augmentation on; 3 epochs straight vs 1 + crash + resume."""
+@pytest.mark.parametrize("method", ["ibp", "sabr", "mtl_ibp"])
+def test_stop_and_resume_is_bit_identical_to_the_uninterrupted_run(method, fake_data_root, tmp_path):
+    """Auto-eps, re-weighting and augmentation on; 3 epochs straight vs 1 + crash + resume; the
+    adversarial methods draw random PGD starts and use the warm-up regulariser."""
     overrides = tiny_run_overrides(
-        fake_data_root, "trainer.max_epochs=3", "schedule.ramp_epochs=2", "auto_eps.eps_maxoff=0.1", "reweight.gamma=5",
+        fake_data_root, f"method={method}", "trainer.max_epochs=3", "schedule.ramp_epochs=2", "auto_eps.eps_maxoff=0.1", "reweight.gamma=5",
         "dataset.augment=true", "dataset.train_subset=150",
     )
     straight = train(compose_train(overrides, tmp_path / "straight"), tmp_path / "straight")

@@ -1,0 +1,41 @@
+"""Precise BatchNorm: statistics recomputed over the training data, random state untouched."""
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from certlight.callbacks.precise_bn import recompute
+
+
+class Holder(nn.Module):
+    """What the callback needs of the LightningModule: ``net`` and ``device``."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.device = torch.device("cpu")
+
+
+def test_statistics_are_those_of_the_training_data_and_no_random_state_moves():
+    torch.manual_seed(0)
+    data = torch.randn(120, 3) * torch.tensor([1.0, 2.0, 0.5]) + torch.tensor([3.0, -1.0, 0.0])
+    bn = nn.BatchNorm1d(3)
+    bn.running_mean.fill_(100.0)  # stale statistics, as after training with momentum
+    holder = Holder(nn.Sequential(bn, nn.Linear(3, 2)))
+    holder.net.eval()
+    loader = DataLoader(TensorDataset(data, torch.zeros(120)), batch_size=40, shuffle=True)
+    state = torch.get_rng_state()
+    recompute([bn], holder, loader, batches=None)
+    assert torch.equal(torch.get_rng_state(), state)  # the shuffle drew from a forked generator
+    # Three equal batches: the plain average of the batch means is the data mean; of the
+    # (unbiased) batch variances, close to the data variance.
+    torch.testing.assert_close(bn.running_mean, data.mean(0), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(bn.running_var, data.var(0), rtol=0.1, atol=0.0)
+    assert bn.momentum == 0.1 and not holder.net.training  # both restored
+
+
+def test_only_the_first_batches_are_used_when_asked():
+    data = torch.cat([torch.zeros(10, 1), torch.ones(10, 1)])
+    bn = nn.BatchNorm1d(1)
+    recompute([bn], Holder(nn.Sequential(bn)), DataLoader(TensorDataset(data), batch_size=10), batches=1)
+    assert bn.running_mean.item() == 0.0
