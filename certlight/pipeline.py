@@ -22,6 +22,7 @@ from pytorch_lightning.callbacks import ProgressBar
 from certlight.checkpoints import epochs_completed, load_checkpoint, resume_changes
 from certlight.config import build, data_root, parse_epsilon
 from certlight.data import CertifiedDataModule
+from certlight.devices import claim_gpu
 from certlight.errors import CertlightError
 from certlight.methods import CertifiedModule
 from certlight.validate import integer_at_least, number
@@ -129,7 +130,11 @@ def build_run(cfg: DictConfig, output_dir: Path | None = None) -> Run:
     if cfg.trainer.get("enable_progress_bar", True) is False:
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = [build(lg) for lg in (cfg.get("logger") or {}).values()]
-    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    placement = {}
+    if cfg.get("parallel_gpus"):
+        # Jobs side by side (hydra/launcher=gpu_parallel): this job's own GPU, locked in the sweep folder.
+        placement["devices"] = [claim_gpu(output_dir.parent / ".gpu_locks", cfg.parallel_gpus)]
+    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False, **placement)
     return Run(datamodule, module, trainer, eps_train, eps_eval, ckpt_path)
 
 

@@ -9,7 +9,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from certlight.errors import CertlightError
-from certlight.pipeline import train
+from certlight.pipeline import RunInterrupted, train
+from certlight.sweeps import check_objective, objective
 
 
 # An absolute path: the console script imports this module, so Hydra cannot find conf/ by the
@@ -19,11 +20,18 @@ CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="train")
 def main(cfg: DictConfig) -> float:
+    """Train; return ``optimized_metric`` of the results (what a sweeper minimises)."""
+    searching = cfg.get("optimized_metric") is not None
     try:
+        check_objective(cfg.get("optimized_metric"))
         results = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except RunInterrupted as stop:
+        sys.exit(f"certlight: error: {stop}")  # Ctrl-C ends a search too
     except CertlightError as error:
+        if searching:
+            raise  # one trial's bad values: Hydra records the trial as failed, the search goes on
         sys.exit(f"certlight: error: {error}")
-    return results["verified_err"]
+    return objective(results, cfg.get("optimized_metric"))
 
 
 if __name__ == "__main__":
