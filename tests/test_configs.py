@@ -14,7 +14,7 @@ def options(group):
 
 
 def test_every_group_has_the_promised_options():
-    assert options("dataset") == ["cifar10", "fashion_mnist", "mnist"]
+    assert options("dataset") == ["cifar10", "fashion_mnist", "image_folder", "mnist"]
     assert {"dm_small", "dm_medium", "dm_large", "cnn7_bn"} <= set(options("model"))
     assert {"natural", "ibp", "crown_ibp"} <= set(options("method"))
     assert options("trainer") == ["cpu", "ddp", "gpu"]
@@ -28,6 +28,10 @@ def test_every_option_composes_and_builds(group, option, fake_data_root, tmp_pat
     cfg = compose_train([f"{group}={option}", f"data.root={fake_data_root}"], tmp_path)
     if group == "trainer" and option != "cpu":
         return  # needs a GPU or several processes; composition is what we check here
+    if option == "image_folder":
+        with pytest.raises(CertlightError, match="needs dataset.folder=PATH"):
+            build_run(cfg)
+        return  # built on a generated folder in test_image_folder.py
     run = build_run(cfg)
     assert run.module.net is not None and run.trainer.max_epochs == cfg.trainer.max_epochs
 

@@ -1,12 +1,13 @@
 import json
 
 from conftest import compose_train, tiny_run_overrides
+from wandb_log import history
 
 from certlight.pipeline import build_run, train
 
 
 def test_margin_histograms_reach_json_png_and_tensorboard(fake_data_root, tmp_path):
-    cfg = compose_train(tiny_run_overrides(fake_data_root, "logger=tensorboard", "reweight.gamma=5", "auto_eps.eps_maxoff=0.05"), tmp_path)
+    cfg = compose_train(tiny_run_overrides(fake_data_root, "logger=tensorboard", "method=crown_ibp", "reweight.gamma=5", "auto_eps.eps_maxoff=0.05"), tmp_path)
     train(cfg, tmp_path)
     history = json.loads((tmp_path / "margin_histograms.json").read_text())
     assert [entry["epoch"] for entry in history] == [0, 1]
@@ -20,7 +21,12 @@ def test_margin_histograms_reach_json_png_and_tensorboard(fake_data_root, tmp_pa
     events = EventAccumulator(str(next((tmp_path / "tensorboard").rglob("events.out.tfevents.*")).parent), size_guidance={"histograms": 0})
     events.Reload()
     assert {"margins/train_margin", "margins/test_margin", "margins/train_eps"} <= set(events.Tags()["histograms"])
-    assert "train/mean_weight" in events.Tags()["scalars"]
+    # Real histograms of every example, one per epoch: 300 training margins, 100 test margins.
+    assert [h.histogram_value.num for h in events.Histograms("margins/train_margin")] == [300, 300]
+    assert events.Histograms("margins/test_margin")[-1].histogram_value.num == 100
+    assert events.Histograms("margins/train_eps")[-1].histogram_value.max <= 0.1 + 1e-6  # eps.train of the tiny run
+    # The verified error under each verifier the method evaluates, and their best.
+    assert {"train/mean_weight", "test/verified_err_ibp", "test/verified_err_crown_ibp", "test/verified_err"} <= set(events.Tags()["scalars"])
 
 
 def test_margin_histograms_reach_wandb_offline(fake_data_root, tmp_path, monkeypatch):
@@ -28,8 +34,11 @@ def test_margin_histograms_reach_wandb_offline(fake_data_root, tmp_path, monkeyp
     monkeypatch.setenv("WANDB_SILENT", "true")
     run = build_run(compose_train(tiny_run_overrides(fake_data_root, "logger=wandb", "trainer.max_epochs=1"), tmp_path))
     run.trainer.fit(run.module, datamodule=run.datamodule)
-    experiment = run.trainer.loggers[0].experiment
-    summary = dict(experiment.summary)
-    experiment.finish()
-    assert summary["margins/test_margin"]["_type"] == "histogram"
-    assert {"margins/train_margin", "margins/train_eps"} <= set(summary)
+    run.trainer.loggers[0].experiment.finish()
+    # Read back the offline log W&B wrote (what `wandb sync` uploads), not the live objects.
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    logged = {key: value for row in history(run_dir) for key, value in row.items()}
+    for key in ("margins/test_margin", "margins/train_margin", "margins/train_eps"):
+        assert logged[f"{key}/_type"] == "histogram", key
+    assert sum(logged["margins/train_margin/values"]) == 300 and sum(logged["margins/test_margin/values"]) == 100
+    assert 0 <= logged["test/verified_err_ibp"] <= 1 and 0 <= logged["test/clean_err"] <= 1

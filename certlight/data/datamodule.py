@@ -10,6 +10,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from certlight.data.indexed import EpochShuffle, ExampleIndices, IndexBatch, IndexedImages, keep_batch
+from certlight.data.download import download
+from certlight.data.image_folder import image_folder_info
 from certlight.data.registry import check_files, dataset_info
 from certlight.errors import CertlightError
 from certlight.validate import boolean, integer_at_least, optional_integer_at_least
@@ -60,16 +62,26 @@ class CertifiedDataModule(pl.LightningDataModule):
         augment: bool | None = None,
         device_resident: bool | str = "auto",
         seed: int = 0,
+        download: bool = False,
+        folder: str | None = None,
     ):
         super().__init__()
-        self.info = dataset_info(name)
         self.root = Path(root if root is not None else default_data_root()).expanduser()
+        if name == "image_folder":
+            if folder is None:
+                raise CertlightError("dataset=image_folder needs dataset.folder=PATH (holding train/<class>/ and test/<class>/; absolute or under data.root)")
+            self.info = image_folder_info(self.root / Path(folder).expanduser())
+        elif folder is not None:
+            raise CertlightError(f"dataset.folder={folder} is only read by dataset=image_folder, not {name}")
+        else:
+            self.info = dataset_info(name)
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             integer_at_least(value, f"dataset.{key}", 1)
         for key, value in (("train_subset", train_subset), ("test_subset", test_subset)):
             optional_integer_at_least(value, f"dataset.{key}", 1)
         integer_at_least(num_workers, "dataset.num_workers", 0)
         boolean(augment, "dataset.augment", allow_null=True)
+        self.download_missing = boolean(download, "dataset.download")
         if device_resident not in (True, False, "auto"):
             raise CertlightError(f"dataset.device_resident={device_resident!r} is not allowed; use true, false or auto")
         self.device_resident = device_resident
@@ -83,12 +95,14 @@ class CertifiedDataModule(pl.LightningDataModule):
         self._resident: dict[tuple[str, torch.device], IndexedImages] = {}
 
     def prepare_data(self) -> None:
+        if self.download_missing and self.info.missing(self.root / self.info.folder):
+            download(self.info, self.root)
         check_files(self.info, self.root)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        check_files(self.info, self.root)
+        self.prepare_data()
         folder = self.root / self.info.folder
         train_images, train_labels = self.info.load(folder, True)
         test_images, test_labels = self.info.load(folder, False)
