@@ -39,3 +39,31 @@ def test_only_the_first_batches_are_used_when_asked():
     bn = nn.BatchNorm1d(1)
     recompute([bn], Holder(nn.Sequential(bn)), DataLoader(TensorDataset(data), batch_size=10), batches=1)
     assert bn.running_mean.item() == 0.0
+
+
+def test_in_a_fit_the_evaluated_network_has_the_final_weights_statistics(fake_data_root, tmp_path):
+    """After training, each BatchNorm's running mean is the average over the training batches of
+    its input's batch mean under the final weights (computed here with forward hooks)."""
+    from conftest import compose_train, tiny_run_overrides
+
+    from certlight.pipeline import build_run
+
+    overrides = tiny_run_overrides(fake_data_root, "model=cnn7_bn", "trainer.max_epochs=1", "dataset.train_subset=100",
+                                   "+callbacks.precise_bn._target_=certlight.callbacks.PreciseBatchNorm")
+    run = build_run(compose_train(overrides, tmp_path), tmp_path)
+    run.trainer.fit(run.module, datamodule=run.datamodule)
+    net = run.module.net
+    layers = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    means = {layer: [] for layer in layers}
+    hooks = [layer.register_forward_hook(lambda m, inputs, out: means[m].append(inputs[0].mean(dim=(0, 2, 3)))) for layer in layers]
+    net.train()
+    for layer in layers:
+        layer.momentum = 0.0  # run the batches without touching the statistics under test
+    with torch.no_grad():
+        for x, _, _ in run.datamodule.train_dataloader():
+            net(x)
+    for hook in hooks:
+        hook.remove()
+    for layer in layers:
+        # float32 running averages of 2 batches: equal to a few 1e-5
+        torch.testing.assert_close(layer.running_mean, torch.stack(means[layer]).mean(0), rtol=1e-3, atol=1e-4)
