@@ -25,6 +25,7 @@ from certlight.data import CertifiedDataModule
 from certlight.devices import claim_gpu
 from certlight.errors import CertlightError
 from certlight.methods import CertifiedModule
+from certlight.run_keys import method_label
 from certlight.validate import integer_at_least, number
 
 log = logging.getLogger("certlight")
@@ -157,7 +158,7 @@ def results_record(cfg: DictConfig, run: Run, metrics: dict, status: str, wall: 
         "config": module.run_config,
         "status": status,
         "complete": status == "finished",
-        "method": cfg.method._target_.rsplit(".", 1)[-1],
+        "method": method_label(OmegaConf.to_container(cfg.method, resolve=True)),
         "dataset": datamodule.info.name,
         "eps_train": run.eps_train,
         "eps_eval": run.eps_eval,

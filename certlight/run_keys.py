@@ -16,6 +16,21 @@ OUTPUT_KEYS = (
 # How the same numbers are computed (bound engine, hardware): the same setting, other rounding.
 COMPUTATION_KEYS = ("bounds", "trainer.accelerator", "parallel_gpus")
 MISSING = "<absent>"
+METHOD_NAMES = {
+    "IBPModule": "ibp", "CrownIBPModule": "crown_ibp", "NaturalModule": "natural",
+    "MTLIBPModule": "mtl_ibp", "CCIBPModule": "cc_ibp", "SABRModule": "sabr",
+}
+
+
+def method_label(method: dict) -> str:
+    """The method's name as ``method=`` spells it; IBP or CROWN-IBP with Shi et al.'s
+    initialisation or regulariser is ``fast_ibp`` / ``fast_crown_ibp`` (another method, not the
+    paper's baseline)."""
+    cls = str(method.get("_target_", "")).rsplit(".", 1)[-1]
+    name = METHOD_NAMES.get(cls, cls)
+    if name in ("ibp", "crown_ibp") and (method.get("init") == "ibp" or method.get("regulariser")):
+        return f"fast_{name}"
+    return name
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, Any]:

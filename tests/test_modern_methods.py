@@ -20,6 +20,7 @@ from certlight.bounds import input_box
 from certlight.bounds.lirpa import lirpa_available
 from certlight.models import dm_large
 from certlight.pipeline import build_run
+from certlight.run_keys import method_label
 from certlight.schedules import ScheduleValues, TrainingSchedule
 
 
@@ -200,3 +201,18 @@ def test_every_recipe_takes_a_training_step(experiment, fake_data_root, tmp_path
 def test_natural_training_with_tactics_is_refused_from_the_config(fake_data_root, tmp_path):
     with pytest.raises(CertlightError, match="method=natural"):
         build_run(compose_train(tiny_run_overrides(fake_data_root, "method=natural", "reweight.gamma=5"), tmp_path), tmp_path)
+
+
+@pytest.mark.parametrize(
+    "method, label",
+    [
+        ({"_target_": "certlight.methods.IBPModule"}, "ibp"),
+        ({"_target_": "certlight.methods.IBPModule", "init": "ibp", "regulariser": {"weight": 0.5}}, "fast_ibp"),
+        ({"_target_": "certlight.methods.CrownIBPModule", "init": "ibp"}, "fast_crown_ibp"),
+        ({"_target_": "certlight.methods.SABRModule", "init": "ibp", "regulariser": {"weight": 0.5}}, "sabr"),
+        ({"_target_": "certlight.methods.MTLIBPModule"}, "mtl_ibp"),
+    ],
+)
+def test_results_and_reports_name_the_method_a_user_chose(method, label):
+    """A fast-IBP run must never be reported (or compared with the paper) as plain IBP."""
+    assert method_label(method) == label

@@ -24,7 +24,7 @@ def test_train_py_trains_and_writes_results(fake_data_root, tmp_path):
     proc = run_train_py(*tiny_run_overrides(fake_data_root), f"hydra.run.dir={out}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
-    assert results["epochs"] == 2 and results["method"] == "IBPModule" and results["dataset"] == "mnist"
+    assert results["epochs"] == 2 and results["method"] == "ibp" and results["dataset"] == "mnist"
     assert results["complete"] and (results["train_examples"], results["test_examples"]) == (300, 100)
     assert 0 <= results["clean_err"] <= results["verified_err"] <= 1
     assert results["hardware"] and results["wall_time_s"] > 0

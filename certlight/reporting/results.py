@@ -14,9 +14,6 @@ RESULT_FILES = ("results.json", "verify.json")
 # Besides the output keys (run_keys), a run may differ in these and still be the same setting:
 # its seed, and how the same numbers are computed (bound engine, hardware).
 _NOT_THE_SETTING = ("seed", *run_keys.COMPUTATION_KEYS)
-_METHOD_NAMES = {"IBPModule": "ibp", "CrownIBPModule": "crown_ibp", "NaturalModule": "natural"}
-
-
 @dataclass(frozen=True)
 class Record:
     """One evaluation of one run at one eps_eval, with what was actually done."""
@@ -79,12 +76,11 @@ def _load(path: Path) -> dict:
 
 def _setting(config: dict, path: Path) -> dict:
     try:
-        method = config["method"]["_target_"].rsplit(".", 1)[-1]
         reweight = config["reweight"]
         return {
             "dataset": config["dataset"]["name"],
             "model": config["model"]["_target_"].rsplit(".", 1)[-1],
-            "method": _METHOD_NAMES.get(method, method),
+            "method": run_keys.method_label(config["method"]),
             "reweight": "off" if reweight.get("kind") == "none" or (reweight.get("kind") == "symmetric" and not reweight.get("gamma")) else f"{reweight['kind']} γ={reweight.get('gamma', '-')} α={reweight.get('alpha')}",
             "auto_eps": f"{config['auto_eps']['eps_maxoff']:g}" if config["auto_eps"]["eps_maxoff"] else "off",
             "max_epochs": int(config["trainer"]["max_epochs"]),
