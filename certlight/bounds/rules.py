@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from certlight.bounds.relaxation import relaxed_backward
 from certlight.errors import CertlightError
 from certlight.models.residual import Residual
 
@@ -312,9 +313,7 @@ class ReLURule(Monotone):
             # unstable neuron; stable neurons keep their exact slope.
             unstable = ((lower < 0) & (upper > 0)).unsqueeze(1)
             lower_slope = torch.where(unstable, state.lower_slopes[key], lower_slope)
-        positive, negative = coefficients.clamp(min=0), coefficients.clamp(max=0)
-        bias = _sum_trailing(negative * upper_intercept.unsqueeze(1))
-        return positive * lower_slope + negative * upper_slope.unsqueeze(1), bias
+        return relaxed_backward(coefficients, lower_slope, upper_slope.unsqueeze(1), upper_intercept.unsqueeze(1))
 
 
 # --- containers ---------------------------------------------------------------------------
