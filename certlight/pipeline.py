@@ -134,6 +134,11 @@ def build_run(cfg: DictConfig, output_dir: Path | None = None) -> Run:
     placement = {}
     if cfg.get("parallel_gpus"):
         # Jobs side by side (hydra/launcher=gpu_parallel): this job's own GPU, locked in the sweep folder.
+        if cfg.trainer.get("accelerator") not in ("gpu", "cuda") or cfg.trainer.get("strategy") not in (None, "auto"):
+            raise CertlightError(
+                f"parallel_gpus={cfg.parallel_gpus} gives each job one GPU: it needs trainer=gpu, "
+                f"not trainer.accelerator={cfg.trainer.get('accelerator')} / strategy {cfg.trainer.get('strategy')}"
+            )
         placement["devices"] = [claim_gpu(output_dir.parent / ".gpu_locks", cfg.parallel_gpus)]
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False, **placement)
     return Run(datamodule, module, trainer, eps_train, eps_eval, ckpt_path)

@@ -86,3 +86,13 @@ def test_a_job_claims_a_gpu_no_other_job_holds(tmp_path):
         other_job.close()
     assert claim_gpu(tmp_path, 2) == 0  # freed when the other job's process lets go
     release_gpu()
+
+
+def test_side_by_side_jobs_on_a_cpu_trainer_are_refused_in_one_line(fake_data_root, tmp_path):
+    from conftest import compose_train
+
+    from certlight.errors import CertlightError
+    from certlight.pipeline import build_run
+
+    with pytest.raises(CertlightError, match="parallel_gpus=2 gives each job one GPU: it needs trainer=gpu, not trainer.accelerator=cpu"):
+        build_run(compose_train(tiny_run_overrides(fake_data_root, "parallel_gpus=2"), tmp_path), tmp_path)
