@@ -51,9 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.verb == "run":
             run(args)
         else:
-            from certlight.campaign.unpack import summary_json, unpack
+            import json
 
-            print(summary_json(unpack(args.source, args.results)))
+            from certlight.campaign.unpack import unpack
+
+            print(json.dumps(unpack(args.source, args.results), indent=1))
     except CertlightError as error:
         print(f"certlight.campaign: error: {error}", file=sys.stderr)
         return 2

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import tarfile
 import tempfile
@@ -72,6 +71,3 @@ def _tables(runs: Path, paper: Path) -> None:
         text = text.rstrip() + "\n\n" + block + "\n"
     paper.write_text(text)
 
-
-def summary_json(result: dict) -> str:
-    return json.dumps(result, indent=1)

@@ -23,7 +23,7 @@ from certlight.methods.certified import CertifiedModule, RobustTerm
 from certlight.validate import integer_at_least, number
 
 
-class AdversarialMixin(CertifiedModule):
+class AdversarialPointMethod(CertifiedModule):
     """The adversarial point in the method's box; the attack runs in eval mode (BatchNorm uses
     running statistics, as in the released code), the point is then evaluated in train mode."""
 
@@ -43,7 +43,7 @@ class AdversarialMixin(CertifiedModule):
         return self.net(point)
 
 
-class MTLIBPModule(AdversarialMixin):
+class MTLIBPModule(AdversarialPointMethod):
     """``alpha * CE(IBP worst case) + (1 - alpha) * CE(adversarial point)`` per example."""
 
     def robust_term(self, x, y, region, state, values):
@@ -52,7 +52,7 @@ class MTLIBPModule(AdversarialMixin):
         return RobustTerm(self.alpha * ibp.loss + (1 - self.alpha) * adversarial, ibp.margin_lower, ibp.relu_inputs)
 
 
-class CCIBPModule(AdversarialMixin):
+class CCIBPModule(AdversarialPointMethod):
     """CE of the convex combination of the margins: ``alpha * IBP lower bound + (1 - alpha) *
     margins at the adversarial point`` (the released code's ``ccibp_diff``)."""
 
