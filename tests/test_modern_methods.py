@@ -216,3 +216,19 @@ def test_natural_training_with_tactics_is_refused_from_the_config(fake_data_root
 def test_results_and_reports_name_the_method_a_user_chose(method, label):
     """A fast-IBP run must never be reported (or compared with the paper) as plain IBP."""
     assert method_label(method) == label
+
+
+@pytest.mark.skipif(not lirpa_available(), reason="auto_LiRPA not installed (CI installs it)")
+def test_auto_lirpa_bounds_the_re_initialised_network():
+    """With init=ibp and the auto_LiRPA backend, its bounds are those of the new weights."""
+    from certlight.bounds.backends import make_backend
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 20), nn.ReLU(), nn.Linear(20, 10))
+    method = SABRModule(net=net, mean=(0.0,), std=(1.0,), eps_eval=0.1, optimizer=partial(torch.optim.SGD, lr=0.1),
+                        init="ibp", bounds=partial(make_backend, "auto_lirpa"))
+    x, y = torch.rand(4, 1, 4, 4), torch.randint(0, 10, (4,))
+    lower, upper = input_box(x, 0.05, (0.0,), (1.0,))
+    theirs = method.bounder.margins(x, lower, upper, y, "ibp")
+    ours = make_backend("native", net=net).margins(x, lower, upper, y, "ibp")
+    torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=1e-4)

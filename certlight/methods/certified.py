@@ -81,13 +81,13 @@ class CertifiedModule(pl.LightningModule):
         l1: float = 0.0,
     ):
         super().__init__()
-        self.bounder = (bounds or make_backend)(net=net)
-        if not 0 <= eps_eval <= 1:
-            raise CertlightError(f"eps.eval={eps_eval} must lie in [0, 1] (pixel space)")
         if init not in INITS:
             raise CertlightError(f"method.init={init!r} is unknown; allowed: {', '.join(INITS)}")
         if init == "ibp":
-            ibp_initialise(net)
+            ibp_initialise(net)  # before any backend copies the network (auto_LiRPA builds its own graph)
+        self.bounder = (bounds or make_backend)(net=net)
+        if not 0 <= eps_eval <= 1:
+            raise CertlightError(f"eps.eval={eps_eval} must lie in [0, 1] (pixel space)")
         if regulariser is not None and not hasattr(self.bounder, "mixed_with_relu_inputs"):
             raise CertlightError(
                 "method.regulariser reads the IBP interval of every ReLU, which only bounds.backend=native "
