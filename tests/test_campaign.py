@@ -14,7 +14,7 @@ from conftest import REPO, compose_train, tiny_run_overrides
 from certlight.campaign import runner
 from certlight.campaign.outputs import check_outputs, pack_outputs
 from certlight.campaign.pack import pack
-from certlight.campaign.queue import DONE, PENDING, paper_queue, read_queue, write_queue
+from certlight.campaign.queue import DONE, PENDING, paper_queue, read_queue, write_json
 from certlight.campaign.unpack import BEGIN, unpack
 from certlight.errors import CertlightError
 from certlight.pipeline import train
@@ -31,14 +31,14 @@ def test_the_paper_queue_puts_seed_0_of_every_row_first():
 
 def test_a_crash_while_writing_the_queue_leaves_the_old_file_whole(tmp_path, monkeypatch):
     path = tmp_path / "queue.json"
-    write_queue(path, [{"name": "a", "status": PENDING}])
+    write_json(path, [{"name": "a", "status": PENDING}])
 
     def crash(fd):
         raise OSError("disk gone")
 
     monkeypatch.setattr(os, "fsync", crash)
     with pytest.raises(OSError, match="disk gone"):
-        write_queue(path, [{"name": "a", "status": DONE}])
+        write_json(path, [{"name": "a", "status": DONE}])
     assert read_queue(path) == [{"name": "a", "status": PENDING}]
     assert [p.name for p in tmp_path.iterdir()] == ["queue.json"]  # no temporary left behind
 
@@ -59,7 +59,7 @@ def test_a_run_cut_at_the_budget_resumes_and_ends_like_an_uninterrupted_run(fake
     monkeypatch.setattr(runner, "START_MARGIN_S", 0.0)
     overrides = tiny_run_overrides(fake_data_root, *TINY)
     state = tmp_path / "state"
-    write_queue(state / "queue.json", [{"name": "tiny", "overrides": overrides, "status": PENDING}])
+    write_json(state / "queue.json", [{"name": "tiny", "overrides": overrides, "status": PENDING}])
 
     BudgetAfterFirstEpoch(state, budget_s=300, poll_s=0.1).run_queue(parallel=1)
     (entry,) = read_queue(state / "queue.json")
@@ -86,7 +86,7 @@ def test_a_run_cut_at_the_budget_resumes_and_ends_like_an_uninterrupted_run(fake
     assert len(files) <= 8 and all(f.stat().st_size <= 16 * 2**20 for f in files)
     results = tmp_path / "results"
     (results / "campaign").mkdir(parents=True)
-    write_queue(results / "campaign" / "queue.json", [{"name": "tiny", "overrides": overrides, "status": PENDING}])
+    write_json(results / "campaign" / "queue.json", [{"name": "tiny", "overrides": overrides, "status": PENDING}])
     unpack(out, results)
     first = {p.relative_to(results): p.read_bytes() for p in results.rglob("*") if p.is_file()}
     unpack(out, results)

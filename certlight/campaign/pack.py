@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from certlight.campaign.queue import paper_queue, pending, read_queue, write_queue
+from certlight.campaign.queue import paper_queue, pending, read_queue, write_json
 from certlight.errors import CertlightError
 
 # Pure-Python packages the GPU image (torch, Lightning, torchmetrics, matplotlib) lacks; pip
@@ -39,8 +39,8 @@ def pack(state: Path, data_root: Path, queue_file: Path, wheels: bool = True, re
         for file in files:
             shutil.copy2(file, target / file.name)
     queue = read_queue(queue_file) or paper_queue()
-    write_queue(queue_file, queue)  # the committed record of what is done
-    write_queue(state / "queue.json", queue)
+    write_json(queue_file, queue)  # the committed record of what is done
+    write_json(state / "queue.json", queue)
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=repo, capture_output=True, check=True).stdout.split(b"\0")
     total = folder_bytes(state) + sum((repo / name.decode()).stat().st_size for name in tracked if name and (repo / name.decode()).is_file())
     if total > TREE_LIMIT:

@@ -40,13 +40,14 @@ def read_queue(path: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.is_file() else []
 
 
-def write_queue(path: Path, queue: list[dict]) -> None:
-    """Write to a temporary file beside ``path``, then rename it over ``path`` (atomic on POSIX)."""
+def write_json(path: Path, data) -> None:
+    """Write to a temporary file beside ``path``, then rename it over ``path`` (atomic on POSIX):
+    the queue and the campaign's state survive a crash mid-write."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(handle, "w") as file:
-            json.dump(queue, file, indent=1)
+            json.dump(data, file, indent=1)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from certlight.campaign.queue import DONE, PENDING, read_queue, write_queue
+from certlight.campaign.queue import DONE, PENDING, read_queue, write_json
 
 FAILED = "failed"
 GRACE_S = 45.0  # runs get SIGTERM this long before the deadline, to save and write results
@@ -64,9 +64,7 @@ class Campaign:
         return json.loads(path.read_text()) if path.is_file() else {}
 
     def write_meta(self, meta: dict) -> None:
-        tmp = self.state / "state.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, self.state / "state.json")
+        write_json(self.state / "state.json", meta)
 
     # --- the queue ---------------------------------------------------------------------------
     def _command(self, entry: dict) -> tuple[list[str], Path]:
@@ -106,7 +104,7 @@ class Campaign:
             entry["failures"] = entry.get("failures", 0) + 1
             entry["status"] = FAILED if entry["failures"] >= MAX_FAILURES else PENDING
             self.log(f"{entry['name']} exited {code} ({entry['failures']} failure(s)); see {part}.log")
-        write_queue(self.queue_file, self.queue)
+        write_json(self.queue_file, self.queue)
 
     def _stop(self, running: dict) -> None:
         """SIGTERM what still runs (each keeps its last epoch's checkpoint for the next part)."""
@@ -118,7 +116,7 @@ class Campaign:
                 proc.wait(timeout=max(GRACE_S - 10, 5))
             except subprocess.TimeoutExpired:
                 proc.kill()
-        write_queue(self.queue_file, self.queue)
+        write_json(self.queue_file, self.queue)
 
 
 def probe_parallel(campaign: Campaign, probe_overrides: list[str], steps: int) -> int:

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from certlight.campaign.outputs import ARCHIVE, KEPT
-from certlight.campaign.queue import DONE, read_queue, write_queue
+from certlight.campaign.queue import DONE, read_queue, write_json
 
 BEGIN, END = "<!-- campaign tables: begin (written by certlight.campaign unpack) -->", "<!-- campaign tables: end -->"
 
@@ -36,7 +36,7 @@ def unpack(source: Path, results: Path) -> dict:
     for entry in merged:
         if entry["name"] in finished:
             entry["status"] = DONE
-    write_queue(record, merged)
+    write_json(record, merged)
     _tables(runs_out, results / "paper-mnist.md")
     return {"runs_done": sorted(finished), "benchmarks_appended": appended}
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from certlight.attacks.pgd import pgd_point
+from certlight.attacks.pgd import pgd_point_eval_mode
 from certlight.bounds import margin_spec, worst_case_logits
 from certlight.methods.certified import CertifiedModule, RobustTerm
 from certlight.validate import integer_at_least, number
@@ -36,11 +36,7 @@ class AdversarialPointMethod(CertifiedModule):
     def adversarial_logits(self, x, y, region, eps: float) -> torch.Tensor:
         if eps == 0:  # warm-up: the box is the point itself
             return self.net(x)
-        training = self.net.training
-        self.net.eval()
-        point = pgd_point(self.net, y, *region, self.attack_steps, self.attack_step_size)
-        self.net.train(training)
-        return self.net(point)
+        return self.net(pgd_point_eval_mode(self.net, y, *region, self.attack_steps, self.attack_step_size))
 
 
 class MTLIBPModule(AdversarialPointMethod):

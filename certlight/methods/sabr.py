@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from certlight.attacks.pgd import pgd_point
+from certlight.attacks.pgd import pgd_point_eval_mode
 from certlight.methods.certified import IBPModule
 from certlight.validate import integer_at_least, number
 
@@ -38,10 +38,7 @@ class SABRModule(IBPModule):
         lower, upper = super().region(x, y, eps)
         trailing = (1,) * (x.dim() - 2)
         radius = self.lambda_ratio * eps.view(-1, 1, *trailing) / self.input_std.view(1, -1, *trailing)
-        training = self.net.training
-        self.net.eval()
-        point = pgd_point(self.net, y, lower, upper, self.attack_steps, self.attack_step_size, DECAY_AT)
-        self.net.train(training)
+        point = pgd_point_eval_mode(self.net, y, lower, upper, self.attack_steps, self.attack_step_size, DECAY_AT)
         low_centre, high_centre = lower + radius, upper - radius
         centre = torch.where(low_centre <= high_centre, torch.minimum(torch.maximum(point, low_centre), high_centre), (lower + upper) / 2)
         return torch.maximum(centre - radius, lower), torch.minimum(centre + radius, upper)

@@ -61,7 +61,7 @@ def plot_study(study, path: Path) -> None:
         axis.scatter(*zip(*points), s=18, color="tab:blue")
         axis.scatter([best.params[name]], [best.value], s=40, color="tab:red", label=f"best (trial {best.number})")
         axis.set_xlabel(name)
-    axes[0][0].set_ylabel(study.user_attrs.get("objective", "objective"))
+    axes[0][0].set_ylabel("objective")
     axes[0][0].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
