@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from certlight.bounds.backends import make_backend  # noqa: E402
 from certlight.bounds.lirpa import lirpa_available  # noqa: E402
+from certlight.host_memory import keep_freed_memory  # noqa: E402
 from certlight.losses import Reweighting  # noqa: E402
 from certlight.models import dm_large, dm_small  # noqa: E402
 from certlight.methods import AutoEpsilon, CrownIBPModule, IBPModule, NaturalModule  # noqa: E402
@@ -129,14 +130,17 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--glibc-malloc-defaults", action="store_true", help="on the CPU, leave glibc's allocator as it is (training keeps freed memory, certlight/host_memory.py)")
     parser.add_argument("--out", help="append the markdown table to this file")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     device = torch.device(args.device)
+    kept_memory = device.type == "cpu" and not args.glibc_malloc_defaults and keep_freed_memory()
     lines = [
         *heading("Step time"),
         f"- hardware: {hardware() if device.type == 'cuda' else hardware().split(',')[0]}, torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s), device {device}, Python {platform.python_version()}",
-        f"- median of {args.steps} steps after {args.warmup} warm-up steps, variants interleaved step by step; eps 0.2, kappa 0.5, beta 1 (CROWN-IBP pass always on)",
+        f"- median of {args.steps} steps after {args.warmup} warm-up steps, variants interleaved step by step; eps 0.2, kappa 0.5, beta 1 (CROWN-IBP pass always on)"
+        + ("; freed memory kept for reuse, as training on the CPU does" if kept_memory else ""),
         "",
         "| setting | batch | variant | step (ms) | x plain | step peak memory (MiB) |",
         "|---|---|---|---|---|---|",

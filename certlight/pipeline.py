@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import ProgressBar
 
 from certlight.checkpoints import epochs_completed, load_checkpoint, resume_changes
@@ -24,6 +25,7 @@ from certlight.config import build, data_root, parse_epsilon
 from certlight.data import CertifiedDataModule
 from certlight.devices import claim_gpu
 from certlight.errors import CertlightError
+from certlight.host_memory import keep_freed_memory
 from certlight.methods import CertifiedModule
 from certlight.run_keys import method_label
 from certlight.validate import integer_at_least, number
@@ -141,6 +143,8 @@ def build_run(cfg: DictConfig, output_dir: Path | None = None) -> Run:
             )
         placement["devices"] = [claim_gpu(output_dir.parent / ".gpu_locks", cfg.parallel_gpus)]
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False, **placement)
+    if isinstance(trainer.accelerator, CPUAccelerator) and keep_freed_memory():
+        log.info("training on the CPU: freed tensor memory is kept for reuse (glibc mallopt; see certlight/host_memory.py)")
     return Run(datamodule, module, trainer, eps_train, eps_eval, ckpt_path)
 
 

@@ -131,7 +131,7 @@ def test_beta_zero_is_exactly_ibp_and_gradients_flow_through_the_mix():
 
 
 def test_relu_relaxation_is_exact_on_stable_neurons_and_encloses_unstable_ones():
-    from certlight.bounds.rules import relu_relaxation
+    from certlight.bounds.relaxation import relu_relaxation
 
     lower = torch.tensor([0.5, -2.0, -1.0, -3.0, 0.0, -1.0])
     upper = torch.tensor([2.0, -0.5, 3.0, 1.0, 0.0, 1.0])

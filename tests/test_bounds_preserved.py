@@ -1,4 +1,4 @@
-"""The engine refactor (issue 15) leaves the bounds of the existing models unchanged to 1e-6:
+"""The engine refactor (issue 15) leaves the bounds of the existing models unchanged to float32 rounding (1e-5 relative):
 ``data/reference_bounds.pt`` was written by this file's ``reference_bounds()`` with the engine
 before the refactor (python tests/test_bounds_preserved.py)."""
 
@@ -42,7 +42,8 @@ def test_bounds_of_the_existing_models_are_unchanged():
     got = reference_bounds()
     assert got.keys() == expected.keys()
     for key in expected:
-        torch.testing.assert_close(got[key], expected[key], rtol=0, atol=1e-6, msg=key)
+        # float32 to a few ulps: another CPU's kernels sum in another order (cnn7_bn's margins reach 2e4)
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-5, msg=key)
 
 
 if __name__ == "__main__":

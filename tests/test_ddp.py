@@ -72,7 +72,8 @@ def test_a_ddp_step_has_the_gradient_of_one_process_on_the_global_batch(ddp_run,
     assert step["weights"][:50].sum() != step["weights"][50:].sum()  # the ranks' sums differ
     step["loss"].backward()
     for name, parameter in module.named_parameters():
-        torch.testing.assert_close(first[0]["grads"][name], parameter.grad, rtol=1e-5, atol=1e-7)
+        # float32 sums in another order (two ranks' halves, then averaged): a few ulps apart
+        torch.testing.assert_close(first[0]["grads"][name], parameter.grad, rtol=1e-4, atol=1e-6)
 
 
 def test_epoch_metrics_average_every_ranks_examples(ddp_run):

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from certlight.bounds.linear import linear_lower
-from certlight.bounds.rules import Key, ReLURule, SequentialRule, WalkState, relu_relaxation, rule
+from certlight.bounds.relaxation import relu_relaxation
+from certlight.bounds.rules import Key, ReLURule, SequentialRule, WalkState, rule
 from certlight.errors import CertlightError
 
 # Full CROWN bounds intermediate neurons a chunk at a time; a chunk's coefficient tensor holds

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from certlight.bounds.relaxation import relaxed_backward
+from certlight.bounds.relaxation import relaxed_relu_backward
 from certlight.errors import CertlightError
 from certlight.models.residual import Residual
 
@@ -282,22 +282,6 @@ class DropoutRule(IdentityRule):
 
 
 # --- ReLU ---------------------------------------------------------------------------------
-def relu_relaxation(lower: torch.Tensor, upper: torch.Tensor):
-    """Slopes and intercept of the linear bounds of ReLU on ``[lower, upper]``.
-
-    Upper line through (l, 0) and (u, u); lower line through the origin with slope 1 when
-    ``u > -l`` and 0 otherwise (the adaptive choice of CROWN). Written with clamps rather
-    than branches (it is on the hot path): with ``u+ = max(u, 0)`` and ``l- = min(l, 0)``,
-    ``u+ / (u+ - l-)`` is 1 for active, 0 for inactive and ``u / (u - l)`` for unstable
-    neurons, so stable neurons stay exact. Returns ``(lower_slope, upper_slope, upper_intercept)``.
-    """
-    upper_pos, lower_neg = upper.clamp(min=0), lower.clamp(max=0)
-    upper_slope = upper_pos / (upper_pos - lower_neg).clamp(min=1e-12)
-    upper_intercept = -lower_neg * upper_slope
-    lower_slope = (upper + lower > 0).to(upper.dtype)
-    return lower_slope, upper_slope, upper_intercept
-
-
 @rule_for_type(nn.ReLU)
 class ReLURule(Monotone):
     def interval(self, layer, lower, upper, key, state):
@@ -306,14 +290,7 @@ class ReLURule(Monotone):
 
     def backward(self, layer, coefficients, key, state, in_shape):
         lower, upper = state.pre_activation[key]
-        lower_slope, upper_slope, upper_intercept = relu_relaxation(lower, upper)
-        lower_slope = lower_slope.unsqueeze(1)
-        if key in state.lower_slopes:
-            # α-CROWN: any slope in [0, 1] gives a sound lower line through the origin for an
-            # unstable neuron; stable neurons keep their exact slope.
-            unstable = ((lower < 0) & (upper > 0)).unsqueeze(1)
-            lower_slope = torch.where(unstable, state.lower_slopes[key], lower_slope)
-        return relaxed_backward(coefficients, lower_slope, upper_slope.unsqueeze(1), upper_intercept.unsqueeze(1))
+        return relaxed_relu_backward(coefficients, lower, upper, state.lower_slopes.get(key))
 
 
 # --- containers ---------------------------------------------------------------------------
