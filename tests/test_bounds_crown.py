@@ -178,7 +178,7 @@ def test_layers_whose_bounds_would_be_wrong_are_refused(layer, message):
         check_supported(net)
 
 
-def test_compiled_bound_passes_equal_eager_ones():
+def test_compiled_bound_passes_equal_eager_ones_and_so_do_their_gradients():
     torch.manual_seed(0)
     net = dm_small(1, 28, 10)
     x = torch.rand(8, 1, 28, 28)
@@ -186,8 +186,15 @@ def test_compiled_bound_passes_equal_eager_ones():
     eager, compiled = NativeBounds(net), NativeBounds(net, compile=True)
     for eps in (0.05, 0.2):
         lower, upper = input_box(x, torch.full((8,), eps), [0.0], [1.0])
-        expected = eager.mixed(x, lower, upper, y, 0.7)
-        assert torch.allclose(compiled.mixed(x, lower, upper, y, 0.7), expected, rtol=1e-4, atol=1e-4)
+        gradients = []
+        for bounds in (eager, compiled):
+            margins = bounds.mixed(x, lower, upper, y, 0.7)
+            gradients.append(torch.autograd.grad(margins.sum(), list(net.parameters())))
+            if bounds is eager:
+                expected = margins.detach()
+        torch.testing.assert_close(margins.detach(), expected, rtol=1e-4, atol=1e-4)
+        for ours, theirs in zip(*gradients):
+            torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("seed", range(4))

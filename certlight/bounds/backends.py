@@ -64,7 +64,7 @@ def make_backend(
     max_memory_gb: float | None = None,
 ):
     """The bound backend for ``net`` (the ``bounds`` config builds it with ``_partial_``);
-    ``compile``: torch.compile the native training bound passes (bounds.compile);
+    ``compile``: run the CROWN-IBP training pass's ReLU relaxations as compiled kernels (bounds.compile);
     ``alpha_*``: α-CROWN's optimisation (steps, Adam learning rate); ``max_memory_gb``: the
     memory the expensive verifiers (CROWN, α-CROWN) are batched to fit (None: no limit)."""
     if not isinstance(compile, bool):
