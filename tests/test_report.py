@@ -193,6 +193,17 @@ def test_rows_that_would_print_alike_name_the_keys_that_split_them(tmp_path):
     assert sorted(r.rsplit("|", 2)[1].strip() for r in rows[2:]) == ["dataset.batch_size=100", "dataset.batch_size=50"]
 
 
+def test_a_run_and_its_verify_file_print_as_two_rows_saying_which_is_which(tmp_path):
+    write_result(tmp_path / "run", config(out=tmp_path / "run"), 0.03, 0.12)
+    result = json.loads((tmp_path / "run" / "results.json").read_text())
+    result.update(complete=True, train_examples=60000, train_examples_total=60000, test_examples=10000)  # as train.py writes it today
+    (tmp_path / "run" / "results.json").write_text(json.dumps(result))
+    write_checkpoint_verify(tmp_path / "verified", config(out=tmp_path / "run"), epochs=100, complete=True, verified=0.11)
+    rows = table_rows(tmp_path)
+    assert rows[0].endswith("| differs in |")
+    assert sorted((r.split("|")[-5].strip(), r.rsplit("|", 2)[1].strip()) for r in rows[2:]) == [("11.00", "from verify.json"), ("12.00", "from results.json")]
+
+
 def test_two_runs_of_the_same_seed_are_refused_not_pooled(tmp_path, capsys):
     write_result(tmp_path / "first", config(seed=0, out=tmp_path / "first"), 0.03, 0.12)
     write_result(tmp_path / "again", config(seed=0, out=tmp_path / "again"), 0.03, 0.13)

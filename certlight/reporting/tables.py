@@ -42,7 +42,7 @@ def group_records(records: list[Record]) -> list[list[Record]]:
     # Within a setting, the paper's row order: baseline, auto-eps, re-weight, both.
     return sorted(
         groups.values(),
-        key=lambda g: (g[0].dataset, g[0].model, g[0].method, g[0].epochs or 0, g[0].eps_eval, g[0].eps_train, g[0].reweight != "off", g[0].reweight, g[0].auto_eps != "off", g[0].auto_eps, g[0].group),
+        key=lambda g: (g[0].dataset, g[0].model, g[0].method, g[0].epochs or 0, g[0].eps_eval, g[0].eps_train, g[0].reweight != "off", g[0].reweight, g[0].auto_eps != "off", g[0].auto_eps, repr(g[0].group)),  # repr: a group may hold None beside a number
     )
 
 
@@ -72,10 +72,14 @@ def _differences(groups: list[list[Record]]) -> list[str]:
     shown = [tuple(_label_cells(g[0])) for g in groups]
     notes = []
     for index, group in enumerate(groups):
-        twins = [groups[i][0].setting for i, cells in enumerate(shown) if cells == shown[index] and i != index]
-        mine = group[0].setting
-        keys = sorted({k for other in twins for k in mine.keys() | other.keys() if mine.get(k) != other.get(k)})
-        notes.append(", ".join(f"{k}={mine.get(k, '–')}" for k in keys))
+        twins = [groups[i][0] for i, cells in enumerate(shown) if cells == shown[index] and i != index]
+        mine = group[0]
+        keys = sorted({k for other in twins for k in mine.setting.keys() | other.setting.keys() if mine.setting.get(k) != other.setting.get(k)})
+        note = [f"{k}={mine.setting.get(k, '–')}" for k in keys]
+        if any(other.path.name != mine.path.name for other in twins):
+            # the same runs evaluated twice: by training's last evaluation and by certlight.verify
+            note.append(f"from {mine.path.name}")
+        notes.append(", ".join(note))
     return notes
 
 
