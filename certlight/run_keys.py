@@ -11,7 +11,7 @@ OUTPUT_KEYS = (
     "ckpt_path", "allow_resume_changes", "data", "callbacks", "logger", "dataset.default_eps", "auto_eps._target_",
     "trainer.default_root_dir", "trainer.log_every_n_steps", "trainer.enable_progress_bar",
     "trainer.enable_model_summary", "dataset.num_workers", "dataset.eval_batch_size", "dataset.device_resident",
-    "optimized_metric",
+    "dataset.download", "optimized_metric",
 )
 # How the same numbers are computed (bound engine, hardware): the same setting, other rounding.
 COMPUTATION_KEYS = ("bounds", "trainer.accelerator", "parallel_gpus")

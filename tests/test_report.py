@@ -105,11 +105,12 @@ def test_grid_gives_table_1_from_verify_files(tmp_path, capsys):
 
 
 def test_runs_differing_only_in_how_they_computed_pool_with_older_runs(tmp_path):
-    """A run from before bounds.compile / dataset.device_resident existed is the same setting."""
+    """A run from before bounds.compile / dataset.device_resident / dataset.download existed is the same setting."""
     old = config(seed=0, out=tmp_path / "old")
     new = config(seed=1, out=tmp_path / "new")
     new["bounds"] = {"backend": "native", "compile": False}
     new["dataset"]["device_resident"] = "auto"
+    new["dataset"]["download"] = False
     new["trainer"]["accelerator"] = "gpu"
     write_result(tmp_path / "old", old, 0.03, 0.11)
     write_result(tmp_path / "new", new, 0.03, 0.12)
