@@ -161,8 +161,7 @@ def relaxed_relu_backward(coefficients, lower, upper, trained_slope=None):
 @contextlib.contextmanager
 def compiled_relaxation():
     """Run the relaxations of the bound passes inside this block as fused compiled kernels
-    (``bounds.compile``): one pass over the coefficients instead of four forward and nine
-    backward, the same values to float rounding."""
+    (``bounds.compile``): the element-wise passes fused, the same values to float rounding."""
     token = _COMPILE.set(True)
     try:
         yield
