@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             records = [record for path in find_result_files(args.paths) for record in read_records(path, args.verifier)]
             print(grid_table(records) if args.grid else markdown_table(records, with_paper=args.paper, verifier=args.verifier))
             if args.plot:
-                plot_seed_comparison(records, Path(args.plot))
+                plot_seed_comparison(records, Path(args.plot), args.verifier)
                 print(f"written {args.plot}")
         if args.study:
             study = load_study(args.study)

@@ -233,3 +233,15 @@ def test_a_table_can_report_any_verifier_the_files_hold(tmp_path, capsys):
     assert "verified err (%, cascade)" in out and "| 10.50 |" in out
     assert report_main([str(tmp_path), "--verifier", "alpha_crown"]) == 2
     assert "has no verified error by 'alpha_crown'; it has: ibp, best, cascade" in capsys.readouterr().err
+
+
+def test_the_seed_figure_names_the_verifier_it_plots(tmp_path, monkeypatch):
+    matplotlib = pytest.importorskip("matplotlib")
+    monkeypatch.setitem(matplotlib.rcParams, "svg.fonttype", "none")  # keep text as text in the SVG
+    write_checkpoint_verify(tmp_path / "run", config(), epochs=100, complete=True, verified=0.12)
+    data = json.loads((tmp_path / "run" / "verify.json").read_text())
+    data["results"][0]["verified_err"]["cascade"] = 0.105
+    (tmp_path / "run" / "verify.json").write_text(json.dumps(data))
+    out = tmp_path / "seeds.svg"
+    assert report_main([str(tmp_path), "--verifier", "cascade", "--plot", str(out)]) == 0
+    assert "verified error (%, cascade)" in out.read_text()
