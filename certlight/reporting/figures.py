@@ -9,7 +9,7 @@ import numpy as np
 
 from certlight.errors import CertlightError
 from certlight.reporting.results import Record
-from certlight.reporting.tables import seed_rows
+from certlight.reporting.tables import seed_rows, verified_unit
 
 
 def _pyplot():
@@ -74,15 +74,15 @@ def plot_seed_comparison(records: list[Record], path: Path, verifier: str = "bes
     """Every seed's clean and verified error as a dot, with the paper's mean ± std under it.
 
     Two or three seeds make a mean ± std that hides whether rows overlap; the dots show it.
-    The verified axis names ``verifier`` as the table's column does, so a figure taken out of
-    its report still says whose verified error it shows.
+    The verified axis names ``verifier`` (``verified_unit``), so a figure taken out of its
+    report still says whose verified error it shows.
     """
     rows = seed_rows(records)
     settings = sorted({row.setting for row in rows})
     labels = [row.tactics if len(settings) == 1 else f"{row.setting}\n{row.tactics}" for row in rows]
     plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(11, 1.6 + 0.6 * len(rows)), sharey=True)
-    for axis, metric, title in zip(axes, ("clean", "verified"), ("clean error (%)", "verified error (%)" if verifier == "best" else f"verified error (%, {verifier})")):
+    for axis, metric, title in zip(axes, ("clean", "verified"), ("clean error (%)", f"verified error ({verified_unit(verifier)})")):
         for position, row in enumerate(rows):
             values = getattr(row, metric)
             axis.plot(values, [position - 0.12] * len(values), "o", color="C0", alpha=0.8, label="ours, one dot a seed" if position == 0 else None)

@@ -10,6 +10,12 @@ from certlight.reporting.paper import paper_numbers, printed_mean_std
 from certlight.reporting.results import Record
 
 
+def verified_unit(verifier: str) -> str:
+    """The unit of a verified-error heading; it names the verifier unless it is ``best``, so a
+    table column and a figure axis say alike whose verified error they show."""
+    return "%" if verifier == "best" else f"%, {verifier}"
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (n-1; 0 for a single run)."""
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
@@ -118,7 +124,7 @@ def markdown_table(records: list[Record], with_paper: bool = False, verifier: st
     the training/test examples used; rows that would print alike name the keys that split them."""
     groups = group_records(records)
     notes = _differences(groups)
-    columns = ["dataset", "model", "method", "epochs", "examples (train/test)", "eps_eval", "eps_train", "re-weight", "auto-eps", "seeds", "clean err (%)", "verified err (%)" if verifier == "best" else f"verified err (%, {verifier})"]
+    columns = ["dataset", "model", "method", "epochs", "examples (train/test)", "eps_eval", "eps_train", "re-weight", "auto-eps", "seeds", "clean err (%)", f"verified err ({verified_unit(verifier)})"]
     if with_paper:
         columns += ["paper clean (%)", "paper verified (%)"]
     if any(notes):
