@@ -12,20 +12,9 @@ from omegaconf import DictConfig
 from certlight.data import default_data_root
 from certlight.errors import CertlightError
 
-
-def parse_epsilon(value: Any, name: str) -> float:
-    """A number or a fraction string such as ``8/255``, checked to lie in [0, 1] (pixel space)."""
-    try:
-        if isinstance(value, str) and "/" in value:
-            numerator, denominator = value.split("/")
-            eps = float(numerator) / float(denominator)
-        else:
-            eps = float(value)
-    except (ValueError, ZeroDivisionError, TypeError):
-        raise CertlightError(f"{name}={value!r} is not a number (use e.g. 0.3 or 8/255)") from None
-    if not 0 <= eps <= 1:
-        raise CertlightError(f"{name}={value} must lie in [0, 1]: epsilon is measured in pixel space")
-    return eps
+# The config groups ship inside the package (certlight/conf; the repository's conf/ links to
+# it), so a wheel's console scripts find them as an editable install's do.
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:

@@ -26,6 +26,7 @@ class CertificationErrors(Metric):
         self.add_state("unverified", torch.zeros(len(self.methods), dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("unverified_best", torch.tensor(0), dist_reduce_fx="sum")
         self.add_state("attacked", torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("attacked_examples", torch.tensor(0), dist_reduce_fx="sum")
 
     def update(self, correct: torch.Tensor, verified: dict[str, torch.Tensor], broken: torch.Tensor | None = None) -> None:
         """``correct`` (B,) bool; ``verified[m]`` (B,) bool per method; ``broken`` (B,) bool:
@@ -37,10 +38,15 @@ class CertificationErrors(Metric):
         self.unverified_best += (~flags.any(0)).sum()
         if broken is not None:
             self.attacked += broken.sum()
+            self.attacked_examples += broken.numel()
 
     def compute(self) -> dict[str, torch.Tensor]:
-        """Rates: ``clean_err``, ``verified_err`` (best of), ``verified_err_<method>``, ``pgd_err``."""
+        """Rates: ``clean_err``, ``verified_err`` (best of), ``verified_err_<method>``, and
+        ``pgd_err`` only when an attack ran (absent, not 0, otherwise). Reading whether one ran
+        waits for the device: call it at the end of an epoch, not in a step."""
         count = self.examples.clamp(min=1).float()
-        rates = {"clean_err": self.clean_wrong / count, "verified_err": self.unverified_best / count, "pgd_err": self.attacked / count}
+        rates = {"clean_err": self.clean_wrong / count, "verified_err": self.unverified_best / count}
+        if int(self.attacked_examples) > 0:
+            rates["pgd_err"] = self.attacked / self.attacked_examples.float()
         rates.update({f"verified_err_{m}": self.unverified[i] / count for i, m in enumerate(self.methods)})
         return rates

@@ -20,15 +20,15 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import ProgressBar
 
-from certlight.checkpoints import epochs_completed, load_checkpoint, resume_changes
-from certlight.config import build, data_root, parse_epsilon
+from certlight.checkpoints import WEIGHTS_FILE, epochs_completed, load_checkpoint, resume_changes, write_weights
+from certlight.config import build, data_root
 from certlight.data import CertifiedDataModule
 from certlight.devices import claim_gpu
 from certlight.errors import CertlightError
 from certlight.host_memory import keep_freed_memory
 from certlight.methods import CertifiedModule
 from certlight.run_keys import method_label
-from certlight.validate import integer_at_least, number
+from certlight.validate import integer_at_least, number, parse_epsilon
 
 log = logging.getLogger("certlight")
 
@@ -47,10 +47,13 @@ class Run:
     ckpt_path: str | None
 
 
-def build_datamodule(cfg: DictConfig) -> CertifiedDataModule:
-    node = OmegaConf.masked_copy(cfg.dataset, [key for key in cfg.dataset if key != "default_eps"])
-    datamodule = build(node, root=data_root(cfg), seed=cfg.seed)
-    datamodule.setup("fit")  # fails now, with the expected path, if the files are missing
+def build_datamodule(dataset: DictConfig, root: str, seed: int, stage: str = "fit", **overrides) -> CertifiedDataModule:
+    """The datamodule of a ``dataset`` config node (training's, or a checkpoint's with
+    ``overrides`` for evaluation), set up now so missing files fail before anything runs."""
+    # Configs written before the datasets' default radii moved to eps.* carry them in the node.
+    node = OmegaConf.masked_copy(dataset, [key for key in dataset if key != "default_eps"])
+    datamodule = build(node, root=root, seed=seed, **overrides)
+    datamodule.setup(stage)
     return datamodule
 
 
@@ -126,7 +129,7 @@ def build_run(cfg: DictConfig, output_dir: Path | None = None) -> Run:
     run_config = OmegaConf.to_container(cfg, resolve=True)
     parts, ckpt_path = run_parts(cfg, run_config, output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = build_datamodule(cfg)
+    datamodule = build_datamodule(cfg.dataset, data_root(cfg), cfg.seed)
     module = build_module(cfg, datamodule, eps_train, eps_eval)
     module.run_config, module.run_parts = run_config, parts
     callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
@@ -196,7 +199,8 @@ def write_results(output_dir: Path, results: dict) -> None:
 
 
 def train(cfg: DictConfig, output_dir: Path) -> dict:
-    """Fit, evaluate the final model on the test set, and write ``results.json``.
+    """Fit, evaluate the final model on the test set, and write ``results.json`` and the final
+    weights (``weights.pt``, what ``verify`` re-judges a run from).
 
     A run stopped early (SIGTERM, Ctrl-C, an error) still writes ``results.json``, marked
     incomplete, with the numbers of its last finished epoch, and then raises.
@@ -222,6 +226,7 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
     results = results_record(cfg, run, metrics, "finished", wall)
     if run.trainer.is_global_zero:
         write_results(output_dir, results)
+        write_weights(output_dir / WEIGHTS_FILE, run.module.net.state_dict(), run.module.run_config)
     log.info(
         f"finished {results['epochs']} epochs: clean error {100 * results['clean_err']:.2f}%, verified error "
         f"{100 * results['verified_err']:.2f}% at eps_eval={run.eps_eval:g}; results in {output_dir / 'results.json'}"

@@ -8,17 +8,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from certlight.config import CONF_DIR
 from certlight.errors import CertlightError
 from certlight.pipeline import RunInterrupted, train
 from certlight.sweeps import check_objective, objective
 
 
-# An absolute path: the console script imports this module, so Hydra cannot find conf/ by the
-# caller's file (the repository's conf/, as an editable install keeps it).
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
-
-
-@hydra.main(version_base="1.3", config_path=CONF, config_name="train")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
     """Train; return ``optimized_metric`` of the results (what a sweeper minimises)."""
     searching = cfg.get("optimized_metric") is not None

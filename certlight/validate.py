@@ -45,3 +45,18 @@ def boolean(value: Any, name: str, allow_null: bool = False) -> bool | None:
         allowed = "true, false or null" if allow_null else "true or false"
         raise CertlightError(f"{name}={value!r} is not allowed; use {allowed}")
     return value
+
+
+def parse_epsilon(value: Any, name: str) -> float:
+    """A number or a fraction string such as ``8/255``, checked to lie in [0, 1] (pixel space)."""
+    try:
+        if isinstance(value, str) and "/" in value:
+            numerator, denominator = value.split("/")
+            eps = float(numerator) / float(denominator)
+        else:
+            eps = float(value)
+    except (ValueError, ZeroDivisionError, TypeError):
+        raise CertlightError(f"{name}={value!r} is not a number (use e.g. 0.3 or 8/255)") from None
+    if not 0 <= eps <= 1:
+        raise CertlightError(f"{name}={value} must lie in [0, 1]: epsilon is measured in pixel space")
+    return eps

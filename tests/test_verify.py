@@ -123,3 +123,56 @@ def test_verify_runs_the_cascade_beside_single_methods(trained_checkpoint, fake_
     assert first["verified"] == round(30 * (1 - row["verified_err"]["ibp"]))  # IBP alone, on all that PGD left
     assert row["verified_err"]["cascade"] <= row["verified_err"]["ibp"]
     assert "| 0.02 | crown_ibp |" in capsys.readouterr().out
+
+
+def test_verify_judges_an_image_folder_run_from_its_folder(tmp_path):
+    """verify builds its data through training's own path: dataset.folder survives, and the run
+    folder alone (weights.pt + results.json) is enough."""
+    from test_image_folder import write_folder
+
+    write_folder(tmp_path / "pets", channels=1)
+    run_dir = tmp_path / "run"
+    overrides = tiny_run_overrides(tmp_path, "dataset=image_folder", "dataset.folder=pets", "dataset.batch_size=6", "trainer.max_epochs=1")
+    results = train(compose_train(overrides, run_dir), run_dir)
+    assert torch.load(run_dir / "weights.pt", weights_only=True)["dataset"] == "image_folder"
+    report = verify(compose_verify([f"ckpt={run_dir}", f"data.root={tmp_path}", "methods=[ibp]", "pgd.steps=2"]), tmp_path / "verify")
+    (row,) = report["results"]
+    assert report["ckpt"] == str(run_dir / "weights.pt") and row["n"] == 12  # 4 test images per class, 3 classes
+    assert row["clean_err"] == pytest.approx(results["clean_err"])
+    assert row["verified_err"]["ibp"] == pytest.approx(results["verified_err_by_method"]["ibp"])
+
+
+def test_two_verify_runs_of_one_checkpoint_report_identical_numbers(fake_data_root, tmp_path):
+    run_dir = tmp_path / "natural"
+    train(compose_train(tiny_run_overrides(fake_data_root, "method=natural", "trainer.max_epochs=3"), run_dir), run_dir)
+
+    def run(name, seed):
+        # pgd.steps=0: random points of a wide box only, so the attack's error depends on its starts
+        args = [f"ckpt={run_dir}", f"data.root={fake_data_root}", "methods=[ibp,cascade]", "cascade_stages=[ibp]",
+                "pgd.steps=0", "eps.eval=0.4", f"seed={seed}"]
+        return [{k: r[k] for k in ("pgd_err", "verified_err", "clean_err")} for r in verify(compose_verify(args), tmp_path / name)["results"]]
+
+    first = run("a", 0)
+    assert first == run("b", 0)
+    assert run("c", 1)[0]["pgd_err"] != first[0]["pgd_err"]  # the seed, not the clock, draws the starts
+
+
+def test_a_weights_file_of_another_model_is_refused(trained_checkpoint, tmp_path):
+    from certlight.checkpoints import write_weights
+    from certlight.models import dm_medium
+
+    results = json.loads((trained_checkpoint.parents[1] / "results.json").read_text())
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    config = {**results["config"], "model": {"_target_": "certlight.models.dm_medium"}}
+    write_weights(tmp_path / "weights.pt", dm_medium(1, 28, 10).state_dict(), config)
+    with pytest.raises(CertlightError, match=r"belongs to another model or dataset .*model: weights .*dm_medium.*results.json .*dm_small"):
+        verify(compose_verify([f"ckpt={tmp_path}"]), tmp_path / "verify")
+
+
+@pytest.mark.skipif(not __import__("certlight.bounds.lirpa", fromlist=["x"]).lirpa_available(), reason="auto_LiRPA not installed (CI installs it)")
+@pytest.mark.parametrize("methods", ["[ibp,alpha_crown]", "[cascade]"])
+def test_auto_lirpa_with_alpha_crown_is_refused_before_anything_runs(trained_checkpoint, fake_data_root, tmp_path, methods):
+    cfg = compose_verify([f"ckpt={trained_checkpoint}", f"data.root={fake_data_root}", f"methods={methods}", "bounds.backend=auto_lirpa"])
+    with pytest.raises(CertlightError, match="^bounds.backend=auto_lirpa cannot compute alpha_crown"):
+        verify(cfg, tmp_path)
+    assert not (tmp_path / "verify.json").exists()

@@ -1,22 +1,68 @@
-"""Bound backends behind one interface: the native engine, or auto_LiRPA."""
+"""Bound backends behind one stated interface (:class:`BoundBackend`): the native engine, or
+auto_LiRPA. This is the surface methods and verifiers use, and what a third backend implements.
+
+Bad arguments raise plain ``ValueError``s that start with the parameter's name; the config
+layer (``certlight.errors.keyed``) turns them into messages naming the user's key.
+"""
 
 from __future__ import annotations
+
+import math
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 from certlight.bounds.engine import check_supported, clean_forward, relu_count, widest_layer
-from certlight.bounds.margins import EAGER, margin_lower_bounds, mixed_margin_bounds
+from certlight.bounds.margins import BOUND_METHODS, EAGER, margin_lower_bounds, mixed_margin_bounds
 from certlight.bounds.rules import WalkState
-from certlight.errors import CertlightError
-from certlight.validate import integer_at_least, number
 
 BACKENDS = ("native", "auto_lirpa")
 EXPENSIVE = ("crown", "alpha_crown")
 
 
+@runtime_checkable
+class BoundBackend(Protocol):
+    """What every backend gives: ``methods`` names the bound methods ``margins`` computes;
+    ``state`` is what the clean forward recorded (BatchNorm's batch statistics) for the
+    bounds to hold fixed; every bound is a sound lower bound of ``f_y - f_j``, shape (B, K-1)."""
+
+    methods: tuple[str, ...]
+
+    def clean_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, WalkState | None]: ...
+
+    def margins(self, x, lower, upper, y, method: str = "ibp", state: WalkState | None = None) -> torch.Tensor: ...
+
+    def mixed(self, x, lower, upper, y, beta: float, state: WalkState | None = None) -> torch.Tensor:
+        """``beta * CROWN-IBP + (1 - beta) * IBP`` margin lower bounds, as CROWN-IBP trains."""
+        ...
+
+
+@runtime_checkable
+class ReluInputBounds(Protocol):
+    """The optional capability Shi et al.'s regulariser reads: the training bounds and the IBP
+    interval of every ReLU input, in network order."""
+
+    def mixed_with_relu_inputs(self, x, lower, upper, y, beta: float, state: WalkState | None = None) -> tuple[torch.Tensor, list]: ...
+
+
+def check_options(compile: bool, alpha_iterations: int, alpha_lr: float, max_memory_gb: float | None) -> None:
+    """Plain ValueErrors naming the parameter (the config layer adds its key)."""
+    if not isinstance(compile, bool):
+        raise ValueError(f"compile={compile!r} must be true or false")
+    if isinstance(alpha_iterations, bool) or not isinstance(alpha_iterations, int) or alpha_iterations < 0:
+        raise ValueError(f"alpha_iterations={alpha_iterations!r} must be a non-negative integer")
+    for name, value in (("alpha_lr", alpha_lr), ("max_memory_gb", max_memory_gb)):
+        if name == "max_memory_gb" and value is None:
+            continue
+        if isinstance(value, (bool, str)) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name}={value!r} must be a number > 0")
+
+
 class NativeBounds:
     """certlight's own engine: fast, batched, per-example epsilon; nn.Sequential with Residual blocks."""
+
+    methods = BOUND_METHODS
 
     def __init__(self, net: nn.Module, compile: bool = False, alpha_iterations: int = 20, alpha_lr: float = 0.5, max_memory_gb: float | None = None):
         check_supported(net)
@@ -62,23 +108,18 @@ class NativeBounds:
 def make_backend(
     backend: str = "native", net: nn.Module | None = None, compile: bool = False, alpha_iterations: int = 20, alpha_lr: float = 0.5,
     max_memory_gb: float | None = None,
-):
+) -> BoundBackend:
     """The bound backend for ``net`` (the ``bounds`` config builds it with ``_partial_``);
     ``compile``: run the CROWN-IBP training pass's ReLU relaxations as compiled kernels (bounds.compile);
     ``alpha_*``: α-CROWN's optimisation (steps, Adam learning rate); ``max_memory_gb``: the
     memory the expensive verifiers (CROWN, α-CROWN) are batched to fit (None: no limit)."""
-    if not isinstance(compile, bool):
-        raise CertlightError(f"bounds.compile={compile!r} must be true or false")
-    integer_at_least(alpha_iterations, "bounds.alpha_iterations", 0)
-    number(alpha_lr, "bounds.alpha_lr", minimum=0, exclusive_minimum=True)
-    if max_memory_gb is not None:
-        number(max_memory_gb, "bounds.max_memory_gb", minimum=0, exclusive_minimum=True)
+    check_options(compile, alpha_iterations, alpha_lr, max_memory_gb)
     if backend == "native":
         return NativeBounds(net, compile, alpha_iterations, alpha_lr, max_memory_gb)
     if compile:
-        raise CertlightError(f"bounds.compile=true needs bounds.backend=native, got {backend!r}")
+        raise ValueError(f"compile=true needs backend=native, got backend={backend!r}")
     if backend == "auto_lirpa":
         from certlight.bounds.lirpa import LirpaBounds
 
         return LirpaBounds(net)
-    raise CertlightError(f"bounds.backend={backend!r} is unknown; allowed: {', '.join(BACKENDS)}")
+    raise ValueError(f"backend={backend!r} is unknown; allowed: {', '.join(BACKENDS)}")

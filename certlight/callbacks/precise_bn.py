@@ -8,6 +8,8 @@ final weights on clean data are what the evaluated network should use.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pytorch_lightning as pl
 import torch
 from torch import nn
@@ -16,9 +18,10 @@ from certlight.validate import optional_integer_at_least
 
 
 class PreciseBatchNorm(pl.Callback):
-    """``batches``: training batches to average over (None: the whole training set). The data
-    order and every random state are left as they were, so resumed runs stay exact; under DDP
-    each rank averages its shard and the ranks' statistics are averaged."""
+    """``batches``: training batches to average over (None: the whole training set), read
+    clean (no augmentation) through the datamodule, so the device-resident path works too.
+    Every random state is left as it was, so resumed runs stay exact; under DDP each rank
+    averages its shard and the ranks' statistics are averaged."""
 
     def __init__(self, batches: int | None = None):
         self.batches = optional_integer_at_least(batches, "callbacks.precise_bn.batches", 1)
@@ -28,7 +31,8 @@ class PreciseBatchNorm(pl.Callback):
             return
         layers = [m for m in pl_module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
         if layers:
-            recompute(layers, pl_module, trainer.train_dataloader, self.batches)
+            batches = trainer.datamodule.clean_train_batches(pl_module.device, trainer.datamodule.batch_size, trainer.global_rank, trainer.world_size)
+            recompute(layers, pl_module, batches, self.batches)
             if trainer.world_size > 1:
                 for layer in layers:
                     layer.running_mean.copy_(trainer.strategy.reduce(layer.running_mean, reduce_op="mean"))
@@ -36,9 +40,9 @@ class PreciseBatchNorm(pl.Callback):
 
 
 @torch.no_grad()
-def recompute(layers: list[nn.Module], pl_module: pl.LightningModule, loader, batches: int | None) -> None:
+def recompute(layers: list[nn.Module], pl_module: pl.LightningModule, inputs: Iterable[torch.Tensor], batches: int | None) -> None:
     """Reset the layers' statistics and accumulate the plain average (momentum None) over the
-    clean inputs of ``batches`` batches of ``loader``, in train mode."""
+    first ``batches`` input batches of ``inputs`` (all: None), in train mode."""
     momenta = [layer.momentum for layer in layers]
     training = pl_module.net.training
     for layer in layers:
@@ -46,7 +50,7 @@ def recompute(layers: list[nn.Module], pl_module: pl.LightningModule, loader, ba
         layer.momentum = None
     pl_module.net.train()
     with torch.random.fork_rng(devices=[pl_module.device] if pl_module.device.type == "cuda" else []):
-        for number, (x, *_) in enumerate(loader):
+        for number, x in enumerate(inputs):
             if batches is not None and number >= batches:
                 break
             pl_module.net(x.to(pl_module.device))

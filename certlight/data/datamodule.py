@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -145,10 +146,21 @@ class CertifiedDataModule(pl.LightningDataModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         if not isinstance(batch, IndexBatch):
             return batch
-        device = batch.index.device
-        if (batch.split, device) not in self._resident:
-            self._resident[(batch.split, device)] = self._split(batch.split).to(device)
-        return self._resident[(batch.split, device)].batch(batch.index)
+        return self._resident_split(batch.split, batch.index.device).batch(batch.index)
+
+    def _resident_split(self, split: str, device: torch.device) -> IndexedImages:
+        """The split's copy on ``device``, made once."""
+        if (split, device) not in self._resident:
+            self._resident[(split, device)] = self._split(split).to(device)
+        return self._resident[(split, device)]
+
+    def clean_train_batches(self, device: torch.device, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[torch.Tensor]:
+        """The training images without augmentation, normalised, on ``device``, in index order;
+        under DDP this rank's shard (every ``world_size``-th example). Works on both data paths
+        (what precise BatchNorm reads: the train loader may yield only indices)."""
+        dataset = self._resident_split("train", torch.device(device)) if self._on_device() else self._split("train")
+        for index in torch.arange(rank, len(dataset), world_size).split(batch_size):
+            yield dataset.batch(index.to(dataset.images.device), augment=False)[0].to(device)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)

@@ -63,10 +63,11 @@ class IndexedImages(Dataset):
         tensors = (self.images, self.labels, self.mean, self.std)
         return IndexedImages(*(t.to(device) for t in tensors), augment=self.augment)
 
-    def batch(self, index: torch.Tensor):
-        """``(x, y, index)`` for the examples at ``index`` (on this dataset's device)."""
+    def batch(self, index: torch.Tensor, augment: bool | None = None):
+        """``(x, y, index)`` for the examples at ``index`` (on this dataset's device);
+        ``augment=False`` gives the clean images of an augmented split."""
         images = self.images[index]
-        if self.augment:
+        if self.augment if augment is None else augment:
             images = random_crop_flip(images)
         return normalize(images, self.mean, self.std), self.labels[index], index
 

@@ -17,6 +17,7 @@ from torch import nn
 from certlight.bounds import is_verified
 from certlight.evaluation.certify import attacked_batches
 from certlight.evaluation.memory import PeakMemory
+from certlight.metrics import CertificationErrors
 
 CASCADE = ("ibp", "crown_ibp", "crown", "alpha_crown")
 
@@ -31,18 +32,19 @@ def cascade_certify(
     stages: Sequence[str] = CASCADE,
     pgd_steps: int = 40,
     pgd_restarts: int = 1,
+    generator: torch.Generator | None = None,
 ) -> list[dict]:
-    """Per eps: clean, PGD and cascade-verified error, and per stage how many examples it ran
-    on and verified, its time and its peak memory."""
-    totals = [{"n": 0, "clean_wrong": 0, "broken": 0, "stages": {s: {"ran_on": 0, "verified": 0, "seconds": 0.0, "peak_memory_mb": 0.0} for s in stages}} for _ in eps_values]
-    for b in attacked_batches(net, batches, mean, std, eps_values, pgd_steps, pgd_restarts):
-        total = totals[b.eps_index]
+    """Per eps: clean, PGD and cascade-verified error (counted by the certification metric), and
+    per stage how many examples it ran on and verified, its time and its peak memory."""
+    metrics = [CertificationErrors(["cascade"]) for _ in eps_values]
+    records = [{s: {"ran_on": 0, "verified": 0, "seconds": 0.0, "peak_memory_mb": 0.0} for s in stages} for _ in eps_values]
+    for b in attacked_batches(net, batches, mean, std, eps_values, pgd_steps, pgd_restarts, generator):
         undecided = ~b.broken
         for stage in stages:
             index = undecided.nonzero().squeeze(1)
             if index.numel() == 0:
                 break
-            record = total["stages"][stage]
+            record = records[b.eps_index][stage]
             start = time.perf_counter()
             with PeakMemory(b.x.device) as peak, torch.no_grad():
                 verified = is_verified(bounder.margins(b.x[index], b.lower[index], b.upper[index], b.y[index], stage))
@@ -51,16 +53,14 @@ def cascade_certify(
             record["ran_on"] += index.numel()
             record["verified"] += int(verified.sum())
             undecided[index[verified]] = False
-        total["n"] += b.y.numel()
-        total["clean_wrong"] += int((~b.correct).sum())
-        total["broken"] += int(b.broken.sum())
+        verified = ~b.broken & ~undecided  # broken includes misclassified
+        metrics[b.eps_index].update(b.correct, {"cascade": verified}, b.broken)
     rows = []
-    for eps, total in zip(eps_values, totals):
-        n = max(total["n"], 1)
-        verified = sum(s["verified"] for s in total["stages"].values())
+    for eps, metric, record in zip(eps_values, metrics, records):
+        rates = {k: float(v) for k, v in metric.compute().items()}
         rows.append({
-            "eps_eval": eps, "n": total["n"], "clean_err": total["clean_wrong"] / n, "pgd_err": total["broken"] / n,
-            "verified_err": {"cascade": (total["n"] - verified) / n},
-            "cascade": [{"stage": name, **{k: round(v, 3) if isinstance(v, float) else v for k, v in s.items()}} for name, s in total["stages"].items()],
+            "eps_eval": eps, "n": int(metric.examples), "clean_err": rates["clean_err"], "pgd_err": rates.get("pgd_err"),
+            "verified_err": {"cascade": rates["verified_err_cascade"]},
+            "cascade": [{"stage": name, **{k: round(v, 3) if isinstance(v, float) else v for k, v in s.items()}} for name, s in record.items()],
         })
     return rows

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from certlight import run_keys
-from certlight.config import parse_epsilon
+from certlight.validate import parse_epsilon
 from certlight.errors import CertlightError
 
 RESULT_FILES = ("results.json", "verify.json")

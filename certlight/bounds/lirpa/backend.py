@@ -8,13 +8,12 @@ import torch
 from torch import nn
 
 from certlight.bounds.spec import margin_spec
-from certlight.errors import CertlightError
 
-_METHODS = {"ibp": "IBP", "crown_ibp": "CROWN-IBP", "crown": "CROWN", "alpha_crown": "CROWN-Optimized"}
-# auto_LiRPA 0.3's optimised bound ("CROWN-Optimized") trips over its sparse-alpha bookkeeping
-# unless that is off; 20 steps at its default lr_alpha 0.5, as certlight's α-CROWN defaults.
-OPTIMIZED_BOUND_OPTS = {
-    "optimize_bound_args": {"iteration": 20, "lr_alpha": 0.5, "enable_beta_crown": False},
+# α-CROWN is left out: auto_LiRPA 0.3 optimises its slopes only with gradients on (the bounds
+# are computed under no_grad), and with them on returns its CROWN bound unoptimised.
+_METHODS = {"ibp": "IBP", "crown_ibp": "CROWN-IBP", "crown": "CROWN"}
+# auto_LiRPA 0.3's sparse-alpha bookkeeping trips over these networks unless it is off.
+BOUND_OPTS = {
     "sparse_intermediate_bounds": False, "sparse_conv_intermediate_bounds": False,
     "sparse_intermediate_bounds_with_ibp": False, "sparse_features_alpha": False, "sparse_spec_alpha": False,
 }
@@ -25,18 +24,17 @@ def lirpa_available() -> bool:
 
 
 class LirpaBounds:
-    """The backend interface of :class:`certlight.bounds.backends.NativeBounds`, via auto_LiRPA.
+    """The :class:`~certlight.bounds.backends.BoundBackend` interface, via auto_LiRPA.
 
     Kept out of the ``nn.Module`` tree on purpose: the wrapped BoundedModule holds the same
     parameter tensors as ``net``, and registering it would save and optimise them twice.
     """
 
+    methods = tuple(_METHODS)
+
     def __init__(self, net: nn.Module):
         if not lirpa_available():
-            raise CertlightError(
-                "bounds.backend=auto_lirpa needs auto_LiRPA: "
-                "pip install --no-deps auto-lirpa==0.3 appdirs  (or bounds.backend=native)"
-            )
+            raise ValueError("backend=auto_lirpa needs auto_LiRPA: pip install --no-deps auto-lirpa==0.3 appdirs (or backend=native)")
         from certlight.bounds.lirpa.compat import load
 
         self.lirpa = load()
@@ -51,7 +49,7 @@ class LirpaBounds:
             example = torch.zeros_like(x[:1])
             was_training = self.net.training
             self.net.eval()
-            self.bounded = self.lirpa.BoundedModule(self.net, example, device=str(x.device), bound_opts=OPTIMIZED_BOUND_OPTS)
+            self.bounded = self.lirpa.BoundedModule(self.net, example, device=str(x.device), bound_opts=BOUND_OPTS)
             with torch.no_grad():
                 self.num_classes = self.net(example).shape[1]
             self.net.train(was_training)
@@ -74,7 +72,9 @@ class LirpaBounds:
         module.train(self.net.training)
         return module(x), None
 
-    def margins(self, x, lower, upper, y, method: str = "ibp", batchnorm=None) -> torch.Tensor:
+    def margins(self, x, lower, upper, y, method: str = "ibp", state=None) -> torch.Tensor:
+        if method not in _METHODS:
+            raise ValueError(f"method={method!r} is not offered by auto_LiRPA here; allowed: {', '.join(_METHODS)}")
         module = self._module(x)
         module.train(self.net.training)  # BatchNorm: batch statistics in training, running in eval
         perturbation = self.lirpa.PerturbationLpNorm(norm=float("inf"), x_L=lower, x_U=upper)
@@ -83,7 +83,7 @@ class LirpaBounds:
         lower_bound, _ = module.compute_bounds(x=(bounded_x,), method=_METHODS[method], C=spec, bound_upper=False)
         return lower_bound
 
-    def mixed(self, x, lower, upper, y, beta: float, batchnorm=None) -> torch.Tensor:
+    def mixed(self, x, lower, upper, y, beta: float, state=None) -> torch.Tensor:
         ibp = self.margins(x, lower, upper, y, "ibp")
         if beta == 0:
             return ibp
