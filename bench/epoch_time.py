@@ -26,7 +26,7 @@ from certlight.data import CertifiedDataModule  # noqa: E402
 from certlight.data.datamodule import default_data_root  # noqa: E402
 from certlight.models import cnn7_bn, dm_large, dm_medium, dm_small  # noqa: E402
 from certlight.methods import CrownIBPModule, IBPModule  # noqa: E402
-from certlight.pipeline import hardware  # noqa: E402
+from certlight.runs.pipeline import hardware  # noqa: E402
 from sections import emit, heading  # noqa: E402  (bench/sections.py)
 from certlight.schedules import TrainingSchedule  # noqa: E402
 

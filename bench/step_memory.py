@@ -25,7 +25,7 @@ from step_time import SETTINGS, build_variant, one_step, variants  # noqa: E402 
 from sections import emit, heading  # noqa: E402
 
 from certlight.evaluation.memory import PeakMemory, resident_bytes  # noqa: E402
-from certlight.pipeline import hardware  # noqa: E402
+from certlight.runs.pipeline import hardware  # noqa: E402
 
 VARIANTS = ("plain", "crown_ibp", "lirpa_crown_ibp")
 

@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from certlight.bounds.backends import make_backend  # noqa: E402
 from certlight.bounds.lirpa import lirpa_available  # noqa: E402
-from certlight.host_memory import keep_freed_memory  # noqa: E402
+from certlight.runs.host_memory import keep_freed_memory  # noqa: E402
 from certlight.losses import Reweighting  # noqa: E402
 from certlight.models import dm_large, dm_small  # noqa: E402
 from certlight.methods import AutoEpsilon, CrownIBPModule, IBPModule, NaturalModule  # noqa: E402
-from certlight.pipeline import hardware  # noqa: E402
+from certlight.runs.pipeline import hardware  # noqa: E402
 from sections import emit, heading  # noqa: E402  (bench/sections.py)
 from certlight.schedules import ScheduleValues  # noqa: E402
 
@@ -129,7 +129,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--glibc-malloc-defaults", action="store_true", help="on the CPU, leave glibc's allocator as it is (training keeps freed memory, certlight/host_memory.py)")
+    parser.add_argument("--glibc-malloc-defaults", action="store_true", help="on the CPU, leave glibc's allocator as it is (training keeps freed memory, certlight/runs/host_memory.py)")
     parser.add_argument("--out", help="append the markdown table to this file")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")

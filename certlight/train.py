@@ -10,8 +10,8 @@ from omegaconf import DictConfig
 
 from certlight.config import CONF_DIR
 from certlight.errors import CertlightError
-from certlight.pipeline import RunInterrupted, train
-from certlight.sweeps import check_objective, objective
+from certlight.runs.pipeline import RunInterrupted, train
+from certlight.runs.sweeps import check_objective, objective
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")

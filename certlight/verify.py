@@ -23,13 +23,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from tqdm import tqdm
 
 from certlight.bounds import BOUND_METHODS
-from certlight.checkpoints import TrainedModel, load_trained
+from certlight.runs.checkpoints import TrainedModel, load_trained
 from certlight.config import CONF_DIR, build, data_root
 from certlight.data import CertifiedDataModule
 from certlight.errors import CertlightError, keyed
 from certlight.evaluation import certify_dataset, hidden_neurons
 from certlight.evaluation.cascade import cascade_certify
-from certlight.pipeline import build_datamodule
+from certlight.runs.pipeline import build_datamodule
 from certlight.validate import integer_at_least, optional_integer_at_least, parse_epsilon
 
 CASCADE = "cascade"

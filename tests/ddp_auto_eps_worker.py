@@ -17,7 +17,7 @@ from conftest import compose_train, tiny_run_overrides  # noqa: E402
 
 WORKER_OVERRIDES = ("auto_eps.eps_maxoff=0.1", "dataset.train_subset=200", "reweight.gamma=5", "schedule.ramp_epochs=0", "schedule.kappa_start=0.5")
 
-from certlight.pipeline import build_run  # noqa: E402
+from certlight.runs.pipeline import build_run  # noqa: E402
 
 
 class RecordUpdates(pl.Callback):

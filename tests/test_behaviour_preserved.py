@@ -6,7 +6,7 @@ import csv
 import pytest
 from conftest import compose_train, tiny_run_overrides, write_mnist_like
 
-from certlight.pipeline import train
+from certlight.runs.pipeline import train
 
 # Recorded with the code of commit "DDP test: train/* epoch metrics average every rank's
 # examples" (before the engine refactor): per epoch (train/loss, test/verified_err, then

@@ -11,13 +11,13 @@ import pytest
 import torch
 from conftest import REPO, compose_train, tiny_run_overrides
 
-from certlight.campaign import runner
-from certlight.campaign.outputs import check_outputs, pack_outputs
-from certlight.campaign.pack import pack
-from certlight.campaign.queue import DONE, PENDING, paper_queue, read_queue, write_json
-from certlight.campaign.unpack import BEGIN, unpack
+from tools.gpu_queue import runner
+from tools.gpu_queue.outputs import check_outputs, pack_outputs
+from tools.gpu_queue.pack import pack
+from tools.gpu_queue.queue import DONE, PENDING, paper_queue, read_queue, write_json
+from tools.gpu_queue.unpack import BEGIN, unpack
 from certlight.errors import CertlightError
-from certlight.pipeline import train
+from certlight.runs.pipeline import train
 
 TINY = ("trainer.max_epochs=3", "schedule.ramp_epochs=2", "auto_eps.eps_maxoff=0.1", "reweight.gamma=5", "dataset.train_subset=150")
 
@@ -111,3 +111,27 @@ def test_pack_copies_data_and_queue_within_the_carry_limit(fake_data_root, tmp_p
     assert (state / "data" / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").is_file()
     assert read_queue(state / "queue.json") == read_queue(record) == paper_queue()
     assert 0 < total < 64 * 2**20
+
+
+def test_run_refuses_a_machine_without_a_gpu_and_records_nothing(tmp_path, monkeypatch, capsys):
+    from tools.gpu_queue.__main__ import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    state = tmp_path / "state"
+    write_json(state / "queue.json", [{"name": "a", "overrides": [], "status": PENDING}])
+    assert main(["run", "--state", str(state), "--out", str(tmp_path / "out")]) != 0
+    assert "run needs a CUDA GPU" in capsys.readouterr().err
+    assert not (state / "state.json").exists() and read_queue(state / "queue.json")[0]["status"] == PENDING
+
+
+def test_a_failed_run_is_counted_and_its_reason_reaches_the_log(fake_data_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    state = tmp_path / "state"
+    bad = [*tiny_run_overrides(fake_data_root), "eps.eval=1.5"]  # refused before training, in one line
+    write_json(state / "queue.json", [{"name": "bad", "overrides": bad, "status": PENDING}])
+    campaign = runner.Campaign(state, budget_s=300, poll_s=0.1)
+    assert campaign.run_queue(parallel=1) == runner.MAX_FAILURES  # retried, then set aside
+    assert json.loads((state / "state.json").read_text())["failed_runs"] == runner.MAX_FAILURES
+    assert read_queue(state / "queue.json")[0]["status"] == runner.FAILED
+    log = (state / "campaign.log").read_text()
+    assert "FAILED bad" in log and "eps.eval=1.5 must lie in [0, 1]" in log

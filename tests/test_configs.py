@@ -4,7 +4,7 @@ import pytest
 from conftest import REPO, compose_train, tiny_run_overrides
 
 from certlight.errors import CertlightError
-from certlight.pipeline import build_run
+from certlight.runs.pipeline import build_run
 
 GROUPS = ["dataset", "model", "method", "schedule", "reweight", "auto_eps", "trainer", "logger", "experiment"]
 

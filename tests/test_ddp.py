@@ -12,7 +12,7 @@ from conftest import REPO, compose_train, tiny_run_overrides
 from ddp_auto_eps_worker import WORKER_OVERRIDES
 
 from certlight.methods import AutoEpsilon
-from certlight.pipeline import build_run
+from certlight.runs.pipeline import build_run
 
 pytestmark = pytest.mark.slow  # two-process DDP fits
 

@@ -92,5 +92,5 @@ def test_cifar10_archive_is_downloaded_checked_and_unpacked(file_server, tmp_pat
 
 
 def test_without_download_nothing_is_fetched(tmp_path):
-    with pytest.raises(CertlightError, match="dataset 'mnist' not found under data root"):
+    with pytest.raises(CertlightError, match=r"(?s)dataset 'mnist' not found under data root.*or fetch it there with dataset.download=true"):
         CertifiedDataModule("mnist", root=str(tmp_path / "empty")).setup("fit")

@@ -3,7 +3,7 @@ import json
 from conftest import compose_train, tiny_run_overrides
 from wandb_log import history
 
-from certlight.pipeline import build_run, train
+from certlight.runs.pipeline import build_run, train
 
 
 def test_margin_histograms_reach_json_png_and_tensorboard(fake_data_root, tmp_path):
@@ -42,3 +42,16 @@ def test_margin_histograms_reach_wandb_offline(fake_data_root, tmp_path, monkeyp
         assert logged[f"{key}/_type"] == "histogram", key
     assert sum(logged["margins/train_margin/values"]) == 300 and sum(logged["margins/test_margin/values"]) == 100
     assert 0 <= logged["test/verified_err_ibp"] <= 1 and 0 <= logged["test/clean_err"] <= 1
+
+
+def test_the_margin_figure_has_the_per_example_eps_panel(tmp_path):
+    import numpy as np
+
+    from certlight.callbacks.histograms import BINS
+    from certlight.reporting.figures import plot_margins
+
+    margins = {"train_margin (epoch 3)": np.linspace(-0.5, 0.5, 50)}
+    plot_margins(margins, tmp_path / "with.svg", BINS, eps=np.linspace(0.2, 0.4, 50))
+    plot_margins(margins, tmp_path / "without.svg", BINS)
+    assert "per-example training eps" in (tmp_path / "with.svg").read_text()
+    assert "per-example training eps" not in (tmp_path / "without.svg").read_text()

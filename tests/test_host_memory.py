@@ -11,7 +11,7 @@ SCRIPT = textwrap.dedent(
     import resource, torch
     from certlight.bounds.engine import crown_ibp_margin_lower, ibp_margin_lower
     from certlight.bounds.spec import margin_spec
-    from certlight.host_memory import keep_freed_memory
+    from certlight.runs.host_memory import keep_freed_memory
     from certlight.models import dm_small
 
     torch.manual_seed(0)

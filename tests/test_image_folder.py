@@ -14,7 +14,7 @@ from torchvision.io import write_png
 from certlight.bounds import input_box
 from certlight.data import CertifiedDataModule
 from certlight.errors import CertlightError
-from certlight.pipeline import build_run
+from certlight.runs.pipeline import build_run
 
 
 def write_folder(root: Path, per_class: int = 4, size: int = 16, channels: int = 3, classes=("cat", "dog", "emu")) -> Path:

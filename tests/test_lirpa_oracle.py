@@ -52,7 +52,7 @@ def test_full_crown_is_sound_against_auto_lirpa_crown():
 
 
 def test_training_with_the_auto_lirpa_backend(fake_data_root, tmp_path):
-    from certlight.pipeline import train
+    from certlight.runs.pipeline import train
 
     cfg = compose_train(tiny_run_overrides(fake_data_root, "bounds.backend=auto_lirpa", "method=crown_ibp", "trainer.max_epochs=1", "dataset.train_subset=100"), tmp_path)
     results = train(cfg, tmp_path)
@@ -61,7 +61,7 @@ def test_training_with_the_auto_lirpa_backend(fake_data_root, tmp_path):
 
 def test_unknown_backend_is_named_by_its_config_key(fake_data_root, tmp_path):
     """The engine says ``backend=...`` (it knows no config); the config layer adds ``bounds.``."""
-    from certlight.pipeline import build_run
+    from certlight.runs.pipeline import build_run
 
     with pytest.raises(ValueError, match="^backend='eran' is unknown; allowed: native, auto_lirpa$"):
         make_backend("eran", dm_small())

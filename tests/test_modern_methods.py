@@ -19,8 +19,8 @@ from certlight.methods.fast_ibp import ibp_initialise
 from certlight.bounds import input_box
 from certlight.bounds.lirpa import lirpa_available
 from certlight.models import dm_large
-from certlight.pipeline import build_run
-from certlight.run_keys import method_label
+from certlight.runs.pipeline import build_run
+from certlight.runs.run_keys import method_label
 from certlight.schedules import ScheduleValues, TrainingSchedule
 
 
@@ -121,6 +121,35 @@ def test_regulariser_skips_a_layer_without_active_or_inactive_neurons_and_keeps_
     assert value.item() == 0.0
     value.backward()
     assert torch.isfinite(lower.grad).all() and torch.isfinite(upper.grad).all()
+
+
+def test_regulariser_drops_the_balance_term_of_a_layer_without_inactive_neurons():
+    # Released compute_reg: mean_act / -mean_inact = x / -0.0 = -inf, dropped by its isinf guard.
+    # Intervals [1,3] and [-1,1] (centres 2, 0; half-width 1), input half-width 0.5:
+    # tightness ReLU(0.5 - 0.5/1)/0.5 = 0; the balance term would be (0.5 + 0.5)/0.5 = 2.
+    lower, upper = torch.tensor([[1.0, -1.0]]), torch.tensor([[3.0, 1.0]])
+    assert BoundRegulariser(0.5, 0.5).value(torch.zeros(1, 2), torch.ones(1, 2), [(lower, upper)]).item() == 0.0
+    # Inactive but no active neurons: the released ratio is 0 / positive = 0, so the term counts (2).
+    lower, upper = torch.tensor([[-3.0, -1.0]]), torch.tensor([[-1.0, 1.0]])
+    assert BoundRegulariser(0.5, 0.5).value(torch.zeros(1, 2), torch.ones(1, 2), [(lower, upper)]).item() == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    "between, halved",
+    [((), False), ((nn.ReLU(),), True), ((nn.BatchNorm2d(16),), True), ((nn.ReLU(), nn.ReLU()), False)],
+    ids=["conv-right-after-the-sum", "relu", "batchnorm", "two-layers"],
+)
+def test_ibp_initialisation_halves_as_the_released_code_does(between, halved):
+    """The released ibp_init halves a layer whose input node's input is the residual Add."""
+    from certlight.models.residual import Residual
+
+    torch.manual_seed(0)
+    block = Residual(nn.Sequential(nn.Conv2d(16, 16, 3, padding=1)))
+    conv = nn.Conv2d(16, 16, 3, padding=1)
+    net = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), block, *between, conv, nn.Flatten(), nn.Linear(16 * 8 * 8, 10))
+    ibp_initialise(net)
+    expected = math.sqrt(2 * math.pi) / (16 * 9) * (0.5 if halved else 1.0)
+    assert conv.weight.std().item() == pytest.approx(expected, rel=0.05)
 
 
 def test_ibp_initialisation_has_the_papers_variance():

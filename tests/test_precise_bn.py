@@ -47,7 +47,7 @@ def test_in_a_fit_the_evaluated_network_has_the_final_weights_statistics(fake_da
     when the train loader yields only example indices (device-resident data)."""
     from conftest import compose_train, tiny_run_overrides
 
-    from certlight.pipeline import build_run
+    from certlight.runs.pipeline import build_run
 
     overrides = tiny_run_overrides(fake_data_root, "model=cnn7_bn", "trainer.max_epochs=1", "dataset.train_subset=100",
                                    f"dataset.device_resident={device_resident}",

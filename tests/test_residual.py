@@ -10,7 +10,7 @@ from certlight.bounds.backends import make_backend
 from certlight.bounds.lirpa import lirpa_available
 from certlight.attacks import pgd_margins
 from certlight.models import Residual, resnet_small
-from certlight.pipeline import train
+from certlight.runs.pipeline import train
 
 METHODS = ("ibp", "crown_ibp", "crown", "alpha_crown")
 

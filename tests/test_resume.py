@@ -9,7 +9,7 @@ import torch
 from conftest import compose_train, tiny_run_overrides
 
 from certlight.errors import CertlightError
-from certlight.pipeline import build_run, train
+from certlight.runs.pipeline import build_run, train
 
 
 class CrashAtEpoch(pl.Callback):
@@ -135,3 +135,20 @@ def test_a_crashed_run_resumes_its_schedule_and_auto_eps_state(fake_data_root, t
     assert run.trainer.current_epoch == 2
     histories = [c for c in run.trainer.callbacks if type(c).__name__ == "MarginHistograms"][0].history
     assert [entry["epoch"] for entry in histories] == [0, 1]  # epoch 0 came back from the checkpoint
+
+
+def test_a_misspelt_allowed_change_is_refused(stopped_checkpoint, tmp_path):
+    overrides, last = stopped_checkpoint
+    cfg = compose_train([*overrides, f"ckpt_path={last}", "allow_resume_changes=[trainer.max_epoch]"], tmp_path)
+    with pytest.raises(CertlightError, match=re.escape("allow_resume_changes: 'trainer.max_epoch' is no config key")):
+        build_run(cfg, tmp_path)
+
+
+def test_resuming_a_finished_run_is_refused_and_writes_nothing(fake_data_root, tmp_path):
+    overrides = tiny_run_overrides(fake_data_root, "trainer.max_epochs=1", "dataset.train_subset=100")
+    train(compose_train(overrides, tmp_path / "done"), tmp_path / "done")
+    again = tmp_path / "again"
+    cfg = compose_train([*overrides, f"ckpt_path={tmp_path / 'done' / 'checkpoints' / 'last.ckpt'}"], again)
+    with pytest.raises(CertlightError, match=re.escape("that run already finished 1 of trainer.max_epochs=1 epochs; nothing to resume")):
+        train(cfg, again)
+    assert not (again / "results.json").exists()

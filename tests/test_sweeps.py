@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO, tiny_run_overrides
 from hydra import compose, initialize_config_dir
 
-from certlight.devices import claim_gpu, release_gpu
+from certlight.runs.devices import claim_gpu, release_gpu
 from certlight.report import main as report
 
 TINY = ("dataset.train_subset=100", "dataset.test_subset=50", "trainer.max_epochs=1", "schedule.ramp_epochs=0")
@@ -92,7 +92,23 @@ def test_side_by_side_jobs_on_a_cpu_trainer_are_refused_in_one_line(fake_data_ro
     from conftest import compose_train
 
     from certlight.errors import CertlightError
-    from certlight.pipeline import build_run
+    from certlight.runs.pipeline import build_run
 
     with pytest.raises(CertlightError, match="parallel_gpus=2 gives each job one GPU: it needs trainer=gpu, not trainer.accelerator=cpu"):
         build_run(compose_train(tiny_run_overrides(fake_data_root, "parallel_gpus=2"), tmp_path), tmp_path)
+
+
+def test_slurm_without_slurm_stops_in_one_line_before_launching(tmp_path, monkeypatch):
+    from hydra import compose, initialize_config_dir
+
+    from certlight.runs.launchers import LauncherCheck
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    assert "LauncherCheck" in cfg.hydra.callbacks.launcher_check._target_  # train.yaml installs the check
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch, no srun
+    with pytest.raises(SystemExit, match="hydra/launcher=slurm needs SLURM, but sbatch and srun are not on PATH"):
+        LauncherCheck().on_multirun_start(cfg)
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        local = compose("train", overrides=["hydra/launcher=submitit_local"], return_hydra_config=True)
+    LauncherCheck().on_multirun_start(local)  # a launcher that needs nothing from the machine passes

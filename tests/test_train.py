@@ -10,7 +10,7 @@ import time
 import pytest
 from conftest import REPO, compose_train, tiny_run_overrides
 
-from certlight.pipeline import train
+from certlight.runs.pipeline import train
 
 
 def run_train_py(*args, cwd):

@@ -12,7 +12,7 @@ from conftest import REPO, compose_train, tiny_run_overrides
 from certlight.bounds.backends import NativeBounds
 from certlight.errors import CertlightError
 from certlight.evaluation import UnsoundBoundError, certify_dataset
-from certlight.pipeline import train
+from certlight.runs.pipeline import train
 from certlight.verify import verify
 
 
@@ -158,7 +158,7 @@ def test_two_verify_runs_of_one_checkpoint_report_identical_numbers(fake_data_ro
 
 
 def test_a_weights_file_of_another_model_is_refused(trained_checkpoint, tmp_path):
-    from certlight.checkpoints import write_weights
+    from certlight.runs.checkpoints import write_weights
     from certlight.models import dm_medium
 
     results = json.loads((trained_checkpoint.parents[1] / "results.json").read_text())

@@ -85,7 +85,7 @@ class MarginHistograms(pl.Callback):
         self._to_loggers(trainer, values)
         if self.png:
             series = {f"{k} (epoch {epoch})": v for k, v in values.items() if k.endswith("margin")}
-            plot_margins(series, self.output_dir / "margin_histograms.png", BINS)
+            plot_margins(series, self.output_dir / "margin_histograms.png", BINS, values.get("train_eps"))
 
     def _to_loggers(self, trainer, values: dict[str, np.ndarray]) -> None:
         for logger in trainer.loggers:

@@ -63,5 +63,5 @@ def check_files(info: DatasetInfo, root: Path) -> None:
         raise CertlightError(
             f"dataset {info.name!r} not found under data root {root}: expected files\n  {listed}\n"
             "set data.root=... or the CERTLIGHT_DATA environment variable to the folder that "
-            f"contains {info.folder}/"
+            f"contains {info.folder}/, or fetch it there with dataset.download=true"
         )

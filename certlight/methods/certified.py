@@ -25,7 +25,7 @@ from torch import nn
 from certlight.bounds import input_box, is_verified, worst_case_logits
 from certlight.bounds.backends import ReluInputBounds, make_backend
 from certlight.bounds.rules import WalkState
-from certlight.checkpoints import epochs_completed
+from certlight.runs.checkpoints import epochs_completed
 from certlight.errors import CertlightError, keyed
 from certlight.losses import Reweighting, certified_loss, softmax_margin
 from certlight.metrics import CertificationErrors

@@ -31,32 +31,35 @@ def ibp_init_std(weight: torch.Tensor) -> float:
 
 def ibp_initialise(net: nn.Module) -> None:
     """Redraw every Linear / Conv2d weight but the last layer's from N(0, ibp_init_std); biases
-    keep their init. A layer fed by a residual sum through a ReLU gets half that weight
-    (the sum of two paths doubles the width), as the released code does for its ResNets."""
+    keep their init. A layer whose input is one layer (a ReLU, a BatchNorm, ...) after a residual
+    sum gets half its weight (the sum of two paths doubles the width), as the released
+    ``ibp_init`` does: it halves a layer whose input node's input is an Add."""
     layers = [m for m in net.modules() if isinstance(m, WEIGHTED)]
     last = layers[-1] if layers else None
+    SUM, ONE_AFTER_SUM = "sum", "one layer after a sum"
 
-    def walk(module: nn.Module, after_sum: bool) -> bool:
-        """Redraw in forward order; returns whether the output is a residual sum (through ReLUs)."""
+    def walk(module: nn.Module, source: str | None) -> str | None:
+        """Redraw in forward order; ``source`` says what produced the module's input, and the
+        return value what its output is."""
         if isinstance(module, WEIGHTED):
-            if module is not last:
-                with torch.no_grad():
+            with torch.no_grad():
+                if module is not last:
                     nn.init.normal_(module.weight, 0.0, ibp_init_std(module.weight))
-                    if after_sum:
-                        module.weight /= 2
-            return False
+                if source == ONE_AFTER_SUM:
+                    module.weight /= 2
+            return None
         if isinstance(module, Residual):
-            walk(module.body, after_sum)
+            walk(module.body, source)
             if module.shortcut is not None:
-                walk(module.shortcut, after_sum)
-            return True
+                walk(module.shortcut, source)
+            return SUM
         if isinstance(module, nn.Sequential):
             for child in module:
-                after_sum = walk(child, after_sum)
-            return after_sum
-        return after_sum and isinstance(module, nn.ReLU)
+                source = walk(child, source)
+            return source
+        return ONE_AFTER_SUM if source == SUM else None
 
-    walk(net, False)
+    walk(net, None)
 
 
 class BoundRegulariser:
@@ -67,6 +70,9 @@ class BoundRegulariser:
       than 1/tau times the input's;
     - ReLU balance (eq. 6-7): the ratios of the active to the inactive neurons' mean centre and
       centred second moment, each folded into (0, 1] by ``min(r, 1/r)``, penalised below tau.
+      A layer without inactive neurons adds no balance term (the released ``compute_reg``'s
+      ratio is then ``x / -0.0 = -inf``, which its ``isinf`` guard drops), nor does one whose
+      ratios are 0/0.
 
     Both averaged over the ReLU layers, summed, and weighted by ``weight * (1 - eps_t/eps_max)``:
     full strength at eps 0, zero once the ramp has reached eps_max.
@@ -92,21 +98,21 @@ class BoundRegulariser:
             tightness = tightness + F.relu(tau - input_width / width.clamp(min=1e-12)) / tau
             active, inactive = (lower > 0).to(centre.dtype), (upper < 0).to(centre.dtype)
             spread = (centre - centre.mean()) ** 2
-            means = folded_ratio((centre * active).mean(), -(centre * inactive).mean())
-            variances = folded_ratio((spread * active).sum(), (spread * inactive).sum())
-            layer = (F.relu(tau - means[0]) + F.relu(tau - variances[0])) / tau
-            # A ratio of 0/0 (no active and no inactive neuron) has no value: the layer adds
-            # nothing, as in the released code; decided on the device (no host sync).
-            relu = relu + torch.where(means[1] & variances[1], layer, torch.zeros_like(layer))
+            active_mean, inactive_mean = (centre * active).mean(), -(centre * inactive).mean()
+            active_spread, inactive_spread = (spread * active).sum(), (spread * inactive).sum()
+            layer = (F.relu(tau - folded_ratio(active_mean, inactive_mean)) + F.relu(tau - folded_ratio(active_spread, inactive_spread))) / tau
+            # Decided on the device (no host sync).
+            counted = (inactive_mean > 0) & ((active_spread > 0) | (inactive_spread > 0))
+            relu = relu + torch.where(counted, layer, torch.zeros_like(layer))
         return (tightness + relu) / len(relu_inputs)
 
 
-def folded_ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``min(r, 1/r)`` of ``r = numerator / denominator`` (both >= 0): 0 when exactly one is 0,
-    and whether it is defined (not 0/0). No inf or NaN is formed, so no NaN gradient either."""
+def folded_ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """``min(r, 1/r)`` of ``r = numerator / denominator`` (both >= 0), 0 when either is 0. No
+    inf or NaN is formed, so no NaN gradient either."""
     both = (numerator > 0) & (denominator > 0)
     ratio = torch.where(both, numerator, 1.0) / torch.where(both, denominator, 1.0)
-    return torch.where(both, torch.minimum(ratio, 1 / ratio), 0.0), (numerator > 0) | (denominator > 0)
+    return torch.where(both, torch.minimum(ratio, 1 / ratio), 0.0)
 
 
 def l1_penalty(net: nn.Module) -> torch.Tensor:

@@ -37,11 +37,19 @@ def _finish(plt, figure, axis, path: Path) -> None:
     plt.close(figure)
 
 
-def plot_margins(series: dict[str, np.ndarray], path: Path, bins: np.ndarray) -> None:
-    """Overlaid histograms (density) of raw margins, one per named series."""
-    plt, figure, axis = _axes()
+def plot_margins(series: dict[str, np.ndarray], path: Path, bins: np.ndarray, eps: np.ndarray | None = None) -> None:
+    """Overlaid histograms (density) of raw margins, one per named series; with ``eps``, a
+    second panel with the per-example training epsilon (what auto-eps did to each example)."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 2 if eps is not None else 1, figsize=(11 if eps is not None else 6, 3.5), squeeze=False)
+    axis = axes[0, 0]
     for label, array in series.items():
         axis.hist(np.clip(array, bins[0], bins[-1]), bins=bins, alpha=0.5, density=True, label=label)
+    if eps is not None:
+        eps_axis = axes[0, 1]
+        eps_axis.hist(eps, bins=25, color="tab:green")
+        eps_axis.set_xlabel("per-example training eps (auto-eps)")
+        eps_axis.set_ylabel("examples")
     _finish(plt, figure, axis, path)
 
 

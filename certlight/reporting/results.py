@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from certlight import run_keys
+from certlight.runs import run_keys
 from certlight.validate import parse_epsilon
 from certlight.errors import CertlightError
 

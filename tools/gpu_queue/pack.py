@@ -1,4 +1,4 @@
-"""``python -m certlight.campaign pack``: what travels to the GPU machine, in ``.campaign/``
+"""``python -m tools.gpu_queue pack``: what travels to the GPU machine, in ``.campaign/``
 (ignored by git, named in the device call's ``carry``): the wheels its image lacks, the MNIST and
 Fashion-MNIST files, and the queue of runs not yet done."""
 
@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from certlight.campaign.queue import paper_queue, pending, read_queue, write_json
+from tools.gpu_queue.queue import paper_queue, pending, read_queue, write_json
 from certlight.errors import CertlightError
 
 # Pure-Python packages the GPU image (torch, Lightning, torchmetrics, matplotlib) lacks; pip

@@ -1,7 +1,8 @@
-"""``python -m certlight.campaign run`` on the GPU machine: benchmarks once, then the queue's runs
+"""``python -m tools.gpu_queue run`` on the GPU machine: benchmarks once, then the queue's runs
 side by side, each a ``train.py`` process; SIGTERM before the deadline (a run then writes
 results.json marked interrupted and keeps its last epoch's checkpoint, which the next command's
-part resumes from); finally what finished is packed into ``--out``."""
+part resumes from); finally what finished is packed into ``--out``. Every failed run is counted
+in ``state.json`` and its log's last lines go into ``campaign.log``, which comes back."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from certlight.campaign.queue import DONE, PENDING, read_queue, write_json
+from tools.gpu_queue.queue import DONE, PENDING, read_queue, write_json
 
 FAILED = "failed"
 GRACE_S = 45.0  # runs get SIGTERM this long before the deadline, to save and write results
@@ -75,7 +76,9 @@ class Campaign:
         argv = [self.python, "train.py", *entry["overrides"], *self.extra, "++trainer.enable_progress_bar=false", f"hydra.run.dir={part.resolve()}", *resume]
         return argv, part
 
-    def run_queue(self, parallel: int) -> None:
+    def run_queue(self, parallel: int) -> int:
+        """Work through the queue until the budget; returns how many runs failed."""
+        self.failed = 0
         running: dict[str, tuple[subprocess.Popen, Path]] = {}
         by_name = {entry["name"]: entry for entry in self.queue}
         while self.left() > GRACE_S:
@@ -94,6 +97,7 @@ class Campaign:
                 break
             time.sleep(self.poll_s)
         self._stop(running)
+        return self.failed
 
     def _finished(self, entry: dict, code: int, part: Path) -> None:
         results = part / "results.json"
@@ -103,7 +107,12 @@ class Campaign:
         else:
             entry["failures"] = entry.get("failures", 0) + 1
             entry["status"] = FAILED if entry["failures"] >= MAX_FAILURES else PENDING
-            self.log(f"{entry['name']} exited {code} ({entry['failures']} failure(s)); see {part}.log")
+            self.failed += 1
+            meta = self.meta()
+            self.write_meta({**meta, "failed_runs": meta.get("failed_runs", 0) + 1})
+            log = Path(f"{part}.log")
+            reason = log.read_text(errors="replace").strip().splitlines()[-5:] if log.is_file() else ["(no log)"]
+            self.log(f"FAILED {entry['name']}: exited {code} ({entry['failures']} failure(s)); last lines of {log.name}:\n    " + "\n    ".join(reason))
         write_json(self.queue_file, self.queue)
 
     def _stop(self, running: dict) -> None:
@@ -119,10 +128,11 @@ class Campaign:
         write_json(self.queue_file, self.queue)
 
 
-def probe_parallel(campaign: Campaign, probe_overrides: list[str], steps: int) -> int:
+def probe_parallel(campaign: Campaign, probe_overrides: list[str], steps: int) -> int | None:
     """How many runs side by side give the most training steps per second on this machine:
-    for each k, k copies of one probe run of ``steps`` steps, timed to the last one's end."""
-    best, best_rate = 1, 0.0
+    for each k, k copies of one probe run of ``steps`` steps, timed to the last one's end.
+    None when no probe finished (nothing to choose from)."""
+    best, best_rate = None, 0.0
     for k in PARALLEL_CANDIDATES:
         if campaign.left() < 3 * (GRACE_S + START_MARGIN_S):
             break

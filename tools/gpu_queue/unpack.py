@@ -1,4 +1,4 @@
-"""``python -m certlight.campaign unpack FOLDER``: file what a GPU command brought back into
+"""``python -m tools.gpu_queue unpack FOLDER``: file what a GPU command brought back into
 ``results/``. Unpacking the same files twice changes nothing."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from certlight.campaign.outputs import ARCHIVE, KEPT
-from certlight.campaign.queue import DONE, read_queue, write_json
+from tools.gpu_queue.outputs import ARCHIVE, KEPT
+from tools.gpu_queue.queue import DONE, read_queue, write_json
 
-BEGIN, END = "<!-- campaign tables: begin (written by certlight.campaign unpack) -->", "<!-- campaign tables: end -->"
+BEGIN, END = "<!-- campaign tables: begin (written by tools.gpu_queue unpack) -->", "<!-- campaign tables: end -->"
 
 
 def unpack(source: Path, results: Path) -> dict:

@@ -20,14 +20,14 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import ProgressBar
 
-from certlight.checkpoints import WEIGHTS_FILE, epochs_completed, load_checkpoint, resume_changes, write_weights
+from certlight.runs.checkpoints import WEIGHTS_FILE, epochs_completed, load_checkpoint, resume_changes, write_weights
 from certlight.config import build, data_root
 from certlight.data import CertifiedDataModule
-from certlight.devices import claim_gpu
+from certlight.runs.devices import claim_gpu
 from certlight.errors import CertlightError
-from certlight.host_memory import keep_freed_memory
+from certlight.runs.host_memory import keep_freed_memory
 from certlight.methods import CertifiedModule
-from certlight.run_keys import method_label
+from certlight.runs.run_keys import method_label
 from certlight.validate import integer_at_least, number, parse_epsilon
 
 log = logging.getLogger("certlight")
@@ -117,8 +117,14 @@ def run_parts(cfg: DictConfig, run_config: dict, output_dir: Path) -> tuple[list
     checkpoint = load_checkpoint(path, "ckpt_path")
     allowed = cfg.get("allow_resume_changes") or []
     changes = resume_changes(checkpoint["certlight_config"], run_config, [str(k) for k in allowed])
+    done = epochs_completed(checkpoint)
+    if done >= int(cfg.trainer.max_epochs):
+        raise CertlightError(
+            f"ckpt_path={cfg.ckpt_path}: that run already finished {done} of trainer.max_epochs={cfg.trainer.max_epochs} epochs; "
+            "nothing to resume (to train longer: trainer.max_epochs=N allow_resume_changes=[trainer.max_epochs])"
+        )
     before = checkpoint.get("certlight_parts") or [{"output_dir": str(Path(path).parents[1]), "first_epoch": 0}]
-    part = {"output_dir": str(output_dir), "first_epoch": epochs_completed(checkpoint), "resumed_from": path, "config_changes": changes}
+    part = {"output_dir": str(output_dir), "first_epoch": done, "resumed_from": path, "config_changes": changes}
     return [*before, part], path
 
 
@@ -147,7 +153,7 @@ def build_run(cfg: DictConfig, output_dir: Path | None = None) -> Run:
         placement["devices"] = [claim_gpu(output_dir.parent / ".gpu_locks", cfg.parallel_gpus)]
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False, **placement)
     if isinstance(trainer.accelerator, CPUAccelerator) and keep_freed_memory():
-        log.info("training on the CPU: freed tensor memory is kept for reuse (glibc mallopt; see certlight/host_memory.py)")
+        log.info("training on the CPU: freed tensor memory is kept for reuse (glibc mallopt; see certlight/runs/host_memory.py)")
     return Run(datamodule, module, trainer, eps_train, eps_eval, ckpt_path)
 
 

@@ -1,10 +1,13 @@
-"""python -m certlight.campaign {pack,run,unpack}
+"""python -m tools.gpu_queue {pack,run,unpack}: a queue of training runs that survives time
+limits and pre-emption. Each ``run`` command works for at most ``--budget`` seconds, stops what
+still runs in time to save its last epoch, and the next command resumes where it stopped; for
+GPU machines lent in short windows, with the files that travel there packed beforehand.
 
-    python -m certlight.campaign pack                       # here: fill .campaign/ (wheels, data, queue)
-    # on the GPU machine (device run, carry [".campaign"]), back to back while time is left:
+    python -m tools.gpu_queue pack                        # here: fill .campaign/ (wheels, data, queue)
+    # on the GPU machine, carrying .campaign, as often as there is time:
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .campaign/wheels/*.whl && \\
-      PYTHONPATH=/tmp/site:. python3 -m certlight.campaign run --budget 540 --out $OUT
-    python -m certlight.campaign unpack /work/.device/...  # here: results/, then commit
+      PYTHONPATH=/tmp/site:. python3 -m tools.gpu_queue run --budget 540 --out $OUT
+    python -m tools.gpu_queue unpack FOLDER               # here: what came back into results/, then commit
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ BENCHMARKS = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m certlight.campaign", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m tools.gpu_queue", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="verb", required=True)
     pack_cmd = sub.add_parser("pack", help="fill .campaign/ here")
     pack_cmd.add_argument("--data", type=Path, default=None, help="data root holding MNIST/ and FashionMNIST/ (default: certlight's)")
@@ -44,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.verb == "pack":
-            from certlight.campaign.pack import pack
+            from tools.gpu_queue.pack import pack
             from certlight.data import default_data_root
 
             pack(STATE, args.data or Path(default_data_root()), QUEUE_RECORD, wheels=not args.no_wheels)
@@ -53,19 +56,23 @@ def main(argv: list[str] | None = None) -> int:
         else:
             import json
 
-            from certlight.campaign.unpack import unpack
+            from tools.gpu_queue.unpack import unpack
 
             print(json.dumps(unpack(args.source, args.results), indent=1))
     except CertlightError as error:
-        print(f"certlight.campaign: error: {error}", file=sys.stderr)
+        print(f"tools.gpu_queue: error: {error}", file=sys.stderr)
         return 2
     return 0
 
 
 def run(args) -> None:
-    from certlight.campaign.outputs import pack_outputs
-    from certlight.campaign.runner import Campaign, probe_parallel
+    import torch
 
+    from tools.gpu_queue.outputs import pack_outputs
+    from tools.gpu_queue.runner import Campaign, probe_parallel
+
+    if not torch.cuda.is_available():
+        raise CertlightError("run needs a CUDA GPU (its runs train with trainer=gpu) and this machine has none; nothing was run or recorded")
     overrides = tuple(args.overrides) or ("trainer=gpu",)
     campaign = Campaign(args.state, args.budget, extra_overrides=overrides)
     try:
@@ -75,9 +82,13 @@ def run(args) -> None:
         parallel = args.parallel or meta.get("parallel")
         if parallel is None:
             parallel = probe_parallel(campaign, PROBE_RUN, steps=300)
+            if parallel is None:
+                raise CertlightError(f"every probe run failed (see {campaign.state / 'campaign.log'}); nothing recorded")
             campaign.write_meta({**campaign.meta(), "parallel": parallel})
         campaign.log(f"{parallel} run(s) side by side")
-        campaign.run_queue(parallel)
+        failed = campaign.run_queue(parallel)
+        if failed:
+            raise CertlightError(f"{failed} run(s) failed in this command; their reasons are in campaign.log")
     finally:
         pack_outputs(args.state, args.out)
 

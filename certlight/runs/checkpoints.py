@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from certlight.errors import CertlightError
-from certlight.run_keys import COMPUTATION_KEYS, config_changes, is_under
+from certlight.runs.run_keys import COMPUTATION_KEYS, config_changes, flatten, is_under
 
 # The checkpoint's weights and offsets belong to these: no override can change them.
 FIXED_ON_RESUME = ("model", "dataset.name", "dataset.train_subset")
@@ -47,6 +47,10 @@ def resume_changes(saved: dict, current: dict, allowed: list[str], key: str = "c
     """The config differences a resume makes, as ``key: [old, new]``; raises for any that
     changes what is computed unless ``allowed`` names it (bound engine and accelerator
     changes compute the same function and are only recorded)."""
+    known = set(flatten(saved)) | set(flatten(current))
+    unknown = [k for k in allowed if not any(is_under(name, [k]) for name in known)]
+    if unknown:
+        raise CertlightError(f"allow_resume_changes: {', '.join(map(repr, unknown))} is no config key of this run or its checkpoint (e.g. allow_resume_changes=[trainer.max_epochs])")
     changes = config_changes(saved, current)
     fixed = [k for k in changes if is_under(k, FIXED_ON_RESUME)]
     if fixed:
