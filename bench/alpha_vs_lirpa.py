@@ -1,5 +1,5 @@
-"""α-CROWN: certlight's against CROWN and against auto_LiRPA 0.3's CROWN (its CROWN-Optimized returns CROWN's bound), on the
-random networks of the tests (margin lower bounds; positive = certlight tighter).
+"""α-CROWN: certlight's against CROWN and against auto_LiRPA 0.3's CROWN (its CROWN-Optimized
+returns CROWN's bound), on the random networks of the tests (margin lower bounds; positive = certlight tighter).
 
     python bench/alpha_vs_lirpa.py
 """
@@ -14,10 +14,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from conftest import random_convnet, random_mlp  # noqa: E402
-
 from certlight.bounds import input_box, margin_lower_bounds  # noqa: E402
 from certlight.bounds.backends import make_backend  # noqa: E402
+
+from conftest import random_convnet, random_mlp  # noqa: E402
 
 
 def main() -> None:
@@ -34,7 +34,10 @@ def main() -> None:
         ours = margin_lower_bounds(model, lower, upper, y, "alpha_crown")
         theirs = make_backend("auto_lirpa", model).margins(x, lower, upper, y, "crown")
         gap = ours - theirs
-        print(f"| {name} | {eps:g} | {float((ours - crown).mean()):.4f} | {float(gap.mean()):.4f} / {float(gap.min()):.2e} / {float(gap.max()):.4f} |")
+        print(
+            f"| {name} | {eps:g} | {float((ours - crown).mean()):.4f} | "
+            f"{float(gap.mean()):.4f} / {float(gap.min()):.2e} / {float(gap.max()):.4f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -22,12 +22,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sections import emit, heading  # noqa: E402  (bench/sections.py)
+
 from certlight.data import CertifiedDataModule  # noqa: E402
 from certlight.data.datamodule import default_data_root  # noqa: E402
-from certlight.models import cnn7_bn, dm_large, dm_medium, dm_small  # noqa: E402
 from certlight.methods import CrownIBPModule, IBPModule  # noqa: E402
+from certlight.models import cnn7_bn, dm_large, dm_medium, dm_small  # noqa: E402
 from certlight.runs.pipeline import hardware  # noqa: E402
-from sections import emit, heading  # noqa: E402  (bench/sections.py)
 from certlight.schedules import TrainingSchedule  # noqa: E402
 
 METHODS = {"ibp": IBPModule, "crown_ibp": CrownIBPModule}
@@ -53,9 +54,16 @@ def one_epoch(args, resident: bool) -> tuple[float, int, str]:
     datamodule.setup("fit")
     info = datamodule.info
     net = MODELS[args.model](info.channels, info.size, info.num_classes)
-    schedule = TrainingSchedule(eps_train=args.eps, warmup_epochs=0, ramp_epochs=0, kappa_end=0.5, beta_start=1.0, beta_end=1.0)
+    schedule = TrainingSchedule(
+        eps_train=args.eps, warmup_epochs=0, ramp_epochs=0, kappa_end=0.5, beta_start=1.0, beta_end=1.0
+    )
     module = METHODS[args.method](
-        net, info.mean, info.std, eps_eval=args.eps, optimizer=lambda params: torch.optim.Adam(params, lr=1e-3), schedule=schedule
+        net,
+        info.mean,
+        info.std,
+        eps_eval=args.eps,
+        optimizer=lambda params: torch.optim.Adam(params, lr=1e-3),
+        schedule=schedule,
     )
     timer = EpochTimer()
     trainer = pl.Trainer(
@@ -94,7 +102,8 @@ def main(argv=None):
     lines = [
         *heading("Epoch time"),
         f"- hardware: {hardware()}, torch {torch.__version__}, device {args.device}",
-        f"- one epoch of {args.method} on {args.dataset} / {args.model}, batch {args.batch}, eps {args.eps} from the first step, no validation",
+        f"- one epoch of {args.method} on {args.dataset} / {args.model}, batch "
+        f"{args.batch}, eps {args.eps} from the first step, no validation",
         "",
         "| data path | steps | epoch (s) | examples/s | peak memory |",
         "|---|---|---|---|---|",

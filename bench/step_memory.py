@@ -21,8 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from step_time import SETTINGS, build_variant, one_step, variants  # noqa: E402  (bench/step_time.py)
 from sections import emit, heading  # noqa: E402
+from step_time import SETTINGS, build_variant, one_step, variants  # noqa: E402  (bench/step_time.py)
 
 from certlight.evaluation.memory import PeakMemory, resident_bytes  # noqa: E402
 from certlight.runs.pipeline import hardware  # noqa: E402
@@ -53,17 +53,29 @@ def main(argv=None):
         print(json.dumps(measure(args.child[0], args.child[1], int(args.child[2]))))
         return
     lines = heading("Peak memory of one CROWN-IBP training step (CPU)")
-    lines += [f"- hardware: {hardware()}, torch {torch.__version__}, threads {torch.get_num_threads()}", "",
-              "| setting | batch | plain step (MiB) | certlight CROWN-IBP (MiB) | auto_LiRPA CROWN-IBP (MiB) | certlight / auto_LiRPA |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        f"- hardware: {hardware()}, torch {torch.__version__}, threads {torch.get_num_threads()}",
+        "",
+        "| setting | batch | plain step (MiB) | certlight CROWN-IBP "
+        "(MiB) | auto_LiRPA CROWN-IBP (MiB) | certlight / auto_LiRPA |",
+        "|---|---|---|---|---|---|",
+    ]
     for setting in args.settings:
         for batch in args.batches:
             mib = {}
             for variant in VARIANTS:
-                proc = subprocess.run([sys.executable, __file__, "--child", setting, variant, str(batch)], capture_output=True, text=True, check=True)
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--child", setting, variant, str(batch)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 mib[variant] = json.loads(proc.stdout.strip().splitlines()[-1])
             ratio = mib["crown_ibp"] / mib["lirpa_crown_ibp"]
-            lines.append(f"| {setting} | {batch} | {mib['plain']:.0f} | {mib['crown_ibp']:.0f} | {mib['lirpa_crown_ibp']:.0f} | {ratio:.2f} |")
+            lines.append(
+                f"| {setting} | {batch} | {mib['plain']:.0f} | {mib['crown_ibp']:.0f} "
+                f"| {mib['lirpa_crown_ibp']:.0f} | {ratio:.2f} |"
+            )
     emit(lines, args.out)
 
 

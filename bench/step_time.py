@@ -1,8 +1,9 @@
 """Training-step cost of certified training, side by side in one process.
 
 Times the real LightningModule.training_step (+ backward + Adam step) of every variant on the
-same model and batch, the variants taking turns step by step: plain (clean loss only), IBP, CROWN-IBP (beta=1), the same with
-re-weighting + auto-eps, CROWN-IBP with bounds.compile (compiled relaxations), and auto_LiRPA's IBP / CROWN-IBP
+same model and batch, the variants taking turns step by step: plain (clean loss only), IBP,
+CROWN-IBP (beta=1), the same with re-weighting + auto-eps, CROWN-IBP with bounds.compile
+(compiled relaxations), and auto_LiRPA's IBP / CROWN-IBP
 when it is installed. Reports the median over --steps steps after --warmup steps (compiling
 happens in the warm-up), ratios to the plain step, and on CUDA each variant's peak memory.
 
@@ -24,14 +25,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sections import emit, heading  # noqa: E402  (bench/sections.py)
+
 from certlight.bounds.backends import make_backend  # noqa: E402
 from certlight.bounds.lirpa import lirpa_available  # noqa: E402
-from certlight.runs.host_memory import keep_freed_memory  # noqa: E402
 from certlight.losses import Reweighting  # noqa: E402
-from certlight.models import dm_large, dm_small  # noqa: E402
 from certlight.methods import AutoEpsilon, CrownIBPModule, IBPModule, NaturalModule  # noqa: E402
+from certlight.models import dm_large, dm_small  # noqa: E402
+from certlight.runs.host_memory import keep_freed_memory  # noqa: E402
 from certlight.runs.pipeline import hardware  # noqa: E402
-from sections import emit, heading  # noqa: E402  (bench/sections.py)
 from certlight.schedules import ScheduleValues  # noqa: E402
 
 SETTINGS = {
@@ -129,7 +131,12 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--glibc-malloc-defaults", action="store_true", help="on the CPU, leave glibc's allocator as it is (training keeps freed memory, certlight/runs/host_memory.py)")
+    parser.add_argument(
+        "--glibc-malloc-defaults",
+        action="store_true",
+        help="on the CPU, leave glibc's allocator as it is "
+        "(training keeps freed memory: certlight/runs/host_memory.py)",
+    )
     parser.add_argument("--out", help="append the markdown table to this file")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -137,8 +144,10 @@ def main(argv=None):
     kept_memory = device.type == "cpu" and not args.glibc_malloc_defaults and keep_freed_memory()
     lines = [
         *heading("Step time"),
-        f"- hardware: {hardware() if device.type == 'cuda' else hardware().split(',')[0]}, torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s), device {device}, Python {platform.python_version()}",
-        f"- median of {args.steps} steps after {args.warmup} warm-up steps, variants interleaved step by step; eps 0.2, kappa 0.5, beta 1 (CROWN-IBP pass always on)"
+        f"- hardware: {hardware() if device.type == 'cuda' else hardware().split(',')[0]}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} CPU thread(s), device {device}, Python {platform.python_version()}",
+        f"- median of {args.steps} steps after {args.warmup} warm-up steps, variants "
+        "interleaved step by step; eps 0.2, kappa 0.5, beta 1 (CROWN-IBP pass always on)"
         + ("; freed memory kept for reuse, as training on the CPU does" if kept_memory else ""),
         "",
         "| setting | batch | variant | step (ms) | x plain | step peak memory (MiB) |",
@@ -156,15 +165,27 @@ def main(argv=None):
         print(setting, {name: f"{1000 * seconds:.1f} ms" for name, seconds in results.items()}, flush=True)
         for name, seconds in results.items():
             peak = "–" if peaks[name] is None else f"{peaks[name]:.0f}"
-            lines.append(f"| {setting} | {batch} | {name} | {1000 * seconds:.1f} | {seconds / results['plain']:.2f} | {peak} |")
-        for ours, theirs in (("ibp", "lirpa_ibp"), ("crown_ibp", "lirpa_crown_ibp"), ("crown_ibp+compile", "crown_ibp"), ("crown_ibp+compile", "lirpa_crown_ibp")):
+            lines.append(
+                f"| {setting} | {batch} | {name} | {1000 * seconds:.1f} | {seconds / results['plain']:.2f} | {peak} |"
+            )
+        for ours, theirs in (
+            ("ibp", "lirpa_ibp"),
+            ("crown_ibp", "lirpa_crown_ibp"),
+            ("crown_ibp+compile", "crown_ibp"),
+            ("crown_ibp+compile", "lirpa_crown_ibp"),
+        ):
             if ours in results and theirs in results:
-                lines.append(f"| {setting} | {batch} | **{theirs} / {ours}** | | **{results[theirs] / results[ours]:.2f}** | |")
+                lines.append(
+                    f"| {setting} | {batch} | **{theirs} / {ours}** | | **{results[theirs] / results[ours]:.2f}** | |"
+                )
         for base in ("ibp", "crown_ibp"):
             if base not in results or f"{base}+reweight+auto_eps" not in results:
                 continue
             overhead = results[f"{base}+reweight+auto_eps"] / results[base] - 1
-            lines.append(f"| {setting} | {batch} | **re-weight + auto-eps overhead on {base}** | | **{100 * overhead:+.1f}%** | |")
+            lines.append(
+                f"| {setting} | {batch} | **re-weight + auto-eps overhead "
+                f"on {base}** | | **{100 * overhead:+.1f}%** | |"
+            )
     emit(lines, args.out)
 
 

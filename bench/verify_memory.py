@@ -41,12 +41,17 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=0.002)
     parser.add_argument("--methods", nargs="+", default=["crown", "alpha_crown"])
     args = parser.parse_args()
-    print("| network | ReLUs | unstable (IBP) | method | max_memory_gb | examples/pass | peak RSS over baseline (MiB) | seconds |")
+    print(
+        "| network | ReLUs | unstable (IBP) | method | max_memory_gb "
+        "| examples/pass | peak RSS over baseline (MiB) | seconds |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name, build in (("dm_large", dm_large), ("cnn7_bn", cnn7_bn)):
         torch.manual_seed(0)
         blocks = 4 if name == "dm_large" else 6  # conv-ReLU (-BN) twice
-        net = torch.nn.Sequential(*list(build(1, 28, 10))[:blocks], torch.nn.Flatten(), torch.nn.Linear(64 * 28 * 28, 10)).eval()
+        net = torch.nn.Sequential(
+            *list(build(1, 28, 10))[:blocks], torch.nn.Flatten(), torch.nn.Linear(64 * 28 * 28, 10)
+        ).eval()
         name = f"{name}[:2 conv blocks]"
         x = torch.rand(args.examples, 1, 28, 28)
         y = torch.randint(0, 10, (args.examples,))
@@ -61,7 +66,11 @@ def main() -> None:
                 with torch.no_grad(), PeakMemory("cpu") as peak:
                     bounder.margins(x, lower, upper, y, method)
                 seconds = time.perf_counter() - start
-                print(f"| {name} | {relu_count(net, (1, 28, 28))} | {count} | {method} | {budget:g} | {per_pass} | {(peak.bytes - baseline) / 2**20:.0f} | {seconds:.1f} |", flush=True)
+                print(
+                    f"| {name} | {relu_count(net, (1, 28, 28))} | {count} | {method} | {budget:g} "
+                    f"| {per_pass} | {(peak.bytes - baseline) / 2**20:.0f} | {seconds:.1f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

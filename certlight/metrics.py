@@ -28,7 +28,9 @@ class CertificationErrors(Metric):
         self.add_state("attacked", torch.tensor(0), dist_reduce_fx="sum")
         self.add_state("attacked_examples", torch.tensor(0), dist_reduce_fx="sum")
 
-    def update(self, correct: torch.Tensor, verified: dict[str, torch.Tensor], broken: torch.Tensor | None = None) -> None:
+    def update(
+        self, correct: torch.Tensor, verified: dict[str, torch.Tensor], broken: torch.Tensor | None = None
+    ) -> None:
         """``correct`` (B,) bool; ``verified[m]`` (B,) bool per method; ``broken`` (B,) bool:
         misclassified or attacked successfully (the PGD error's numerator), when an attack ran."""
         flags = torch.stack([verified[m] for m in self.methods])

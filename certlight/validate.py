@@ -9,7 +9,9 @@ from typing import Any
 from certlight.errors import CertlightError
 
 
-def number(value: Any, name: str, minimum: float | None = None, maximum: float | None = None, exclusive_minimum: bool = False) -> float:
+def number(
+    value: Any, name: str, minimum: float | None = None, maximum: float | None = None, exclusive_minimum: bool = False
+) -> float:
     """A finite real number (not a string, not a bool) inside the given bounds."""
     if isinstance(value, (bool, str)) or not hasattr(value, "__float__"):
         raise CertlightError(f"{name}={value!r} is not a number")
@@ -26,7 +28,13 @@ def number(value: Any, name: str, minimum: float | None = None, maximum: float |
 
 def integer_at_least(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        kind = "a positive integer" if minimum == 1 else "a non-negative integer" if minimum == 0 else f"an integer >= {minimum}"
+        kind = (
+            "a positive integer"
+            if minimum == 1
+            else "a non-negative integer"
+            if minimum == 0
+            else f"an integer >= {minimum}"
+        )
         raise CertlightError(f"{name}={value!r} must be {kind}")
     return value
 

@@ -23,16 +23,19 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from tqdm import tqdm
 
 from certlight.bounds import BOUND_METHODS
-from certlight.runs.checkpoints import TrainedModel, load_trained
 from certlight.config import CONF_DIR, build, data_root
 from certlight.data import CertifiedDataModule
 from certlight.errors import CertlightError, keyed
 from certlight.evaluation import certify_dataset, hidden_neurons
-from certlight.evaluation.cascade import cascade_certify
+from certlight.evaluation.cascade import COMPLETE, cascade_certify
+from certlight.runs.checkpoints import TrainedModel, load_trained
 from certlight.runs.pipeline import build_datamodule
 from certlight.validate import integer_at_least, optional_integer_at_least, parse_epsilon
 
 CASCADE = "cascade"
+# A complete method asked for alone runs behind the cheap sound bounds: what they verify it would
+# verify too, so its column is the same and it runs only on what they leave.
+BEHIND = ("ibp", "crown_ibp")
 
 
 @dataclass(frozen=True)
@@ -45,11 +48,17 @@ class Request:
 
 
 def check_request(cfg: DictConfig, train_cfg: DictConfig) -> Request:
-    allowed = (*BOUND_METHODS, CASCADE)
+    allowed = (*BOUND_METHODS, *COMPLETE, CASCADE)
     unknown = [m for m in (*cfg.methods, *cfg.cascade_stages) if m not in allowed]
     if unknown or CASCADE in cfg.cascade_stages:
         raise CertlightError(
-            f"methods / cascade_stages: {unknown or [CASCADE]} not allowed; methods from {', '.join(allowed)}, stages from {', '.join(BOUND_METHODS)}"
+            f"methods / cascade_stages: {unknown or [CASCADE]} not allowed; methods from {', '.join(allowed)}, "
+            f"stages from {', '.join((*BOUND_METHODS, *COMPLETE))}"
+        )
+    late = [m for m in cfg.cascade_stages[:-1] if m in COMPLETE]
+    if late:
+        raise CertlightError(
+            f"cascade_stages: {late[0]} decides every example it runs on, so it can only be the last stage"
         )
     integer_at_least(cfg.batch_size, "batch_size", 1)
     optional_integer_at_least(cfg.test_subset, "test_subset", 1)
@@ -61,13 +70,24 @@ def check_request(cfg: DictConfig, train_cfg: DictConfig) -> Request:
 
 def load_network(trained: TrainedModel, datamodule: CertifiedDataModule) -> torch.nn.Module:
     info = datamodule.info
-    net = build(OmegaConf.create(trained.config["model"]), in_channels=info.channels, in_size=info.size, num_classes=info.num_classes)
+    net = build(
+        OmegaConf.create(trained.config["model"]),
+        in_channels=info.channels,
+        in_size=info.size,
+        num_classes=info.num_classes,
+    )
     net.load_state_dict(trained.net_state)
     return net.eval()
 
 
-def affordable(request: Request, relus: int, limit: int) -> Request:
-    """Full CROWN and α-CROWN dropped (and said so) for networks with more than ``limit`` ReLUs."""
+def affordable(request: Request, relus: int, limit: int, milp_limit: int) -> Request:
+    """Full CROWN and α-CROWN dropped (and said so) for networks with more than ``limit`` ReLUs;
+    the exact MILP refused in one line above ``milp_limit``."""
+    if relus > milp_limit and any(m in COMPLETE for m in (*request.methods, *request.stages)):
+        raise CertlightError(
+            f"milp: the network has {relus} ReLUs, more than milp_max_neurons={milp_limit}; "
+            "the exact MILP is for small networks (raise milp_max_neurons to try anyway)"
+        )
     if relus <= limit:
         return request
     skipped = [m for m in ("crown", "alpha_crown") if m in request.methods or m in request.stages]
@@ -79,7 +99,8 @@ def affordable(request: Request, relus: int, limit: int) -> Request:
 
 def check_backend(bounder, request: Request, backend: str) -> None:
     """Refuse, before anything runs, a method the chosen backend cannot compute."""
-    wanted = [m for m in request.methods if m != CASCADE] + (request.stages if CASCADE in request.methods else [])
+    asked = [m for m in request.methods if m != CASCADE] + (request.stages if CASCADE in request.methods else [])
+    wanted = [m for m in asked if m not in COMPLETE]  # the complete verifiers work on the network itself
     missing = sorted(set(wanted) - set(bounder.methods), key=wanted.index)
     if missing:
         raise CertlightError(
@@ -92,33 +113,74 @@ def evaluate(net, bounder, datamodule: CertifiedDataModule, request: Request, cf
     """The table's rows: single methods, then the cascade beside them. The attack's random
     starts come from a generator seeded by ``seed``, so two runs report the same numbers."""
     info = datamodule.info
-    single = [m for m in request.methods if m != CASCADE]
+
+    def cascade(stages: list[str], name: str) -> list[dict]:
+        batches = tqdm(datamodule.test_dataloader(), desc=name, unit="batch")
+        generator = torch.Generator().manual_seed(cfg.seed)
+        return cascade_certify(
+            net,
+            bounder,
+            batches,
+            info.mean,
+            info.std,
+            request.eps_values,
+            stages,
+            cfg.pgd.steps,
+            cfg.pgd.restarts,
+            generator,
+            time_limit=cfg.milp_timeout,
+        )
+
+    single = [m for m in request.methods if m not in (CASCADE, *COMPLETE)]
     rows = []
     if single:
         batches = tqdm(datamodule.test_dataloader(), desc="verify", unit="batch")
         generator = torch.Generator().manual_seed(cfg.seed)
-        rows = certify_dataset(net, bounder, batches, info.mean, info.std, request.eps_values, single, cfg.pgd.steps, cfg.pgd.restarts, generator)
+        rows = certify_dataset(
+            net,
+            bounder,
+            batches,
+            info.mean,
+            info.std,
+            request.eps_values,
+            single,
+            cfg.pgd.steps,
+            cfg.pgd.restarts,
+            generator,
+        )
+    for complete in (m for m in request.methods if m in COMPLETE):
+        rows = merge_cascade(rows, cascade([*BEHIND, complete], complete), complete)
     if CASCADE in request.methods:
-        batches = tqdm(datamodule.test_dataloader(), desc="cascade", unit="batch")
-        generator = torch.Generator().manual_seed(cfg.seed)
-        cascade_rows = cascade_certify(net, bounder, batches, info.mean, info.std, request.eps_values, request.stages, cfg.pgd.steps, cfg.pgd.restarts, generator)
-        rows = merge_cascade(rows, cascade_rows)
+        rows = merge_cascade(rows, cascade(request.stages, CASCADE), CASCADE)
     return rows
 
 
 def verify(cfg: DictConfig, output_dir: Path) -> dict:
     if not cfg.get("ckpt"):
-        raise CertlightError("ckpt=PATH is required: a run folder, its weights.pt or a checkpoint, e.g. ckpt=outputs/<date>/<time>")
+        raise CertlightError(
+            "ckpt=PATH is required: a run folder, its weights.pt or a checkpoint, e.g. ckpt=outputs/<date>/<time>"
+        )
     trained = load_trained(hydra.utils.to_absolute_path(str(cfg.ckpt)))
     train_cfg = OmegaConf.create(trained.config)
     request = check_request(cfg, train_cfg)
     # The training run's own data path, with only what evaluation changes overridden.
     datamodule = build_datamodule(
-        train_cfg.dataset, data_root(cfg), int(train_cfg.seed), stage="test",
-        eval_batch_size=cfg.batch_size, test_subset=cfg.test_subset, device_resident=False, download=False,
+        train_cfg.dataset,
+        data_root(cfg),
+        int(train_cfg.seed),
+        stage="test",
+        eval_batch_size=cfg.batch_size,
+        test_subset=cfg.test_subset,
+        device_resident=False,
+        download=False,
     )
     net = load_network(trained, datamodule)
-    request = affordable(request, hidden_neurons(net, datamodule.test_set.__getitems__([0])[0]), cfg.crown_max_neurons)
+    request = affordable(
+        request,
+        hidden_neurons(net, datamodule.test_set.__getitems__([0])[0]),
+        cfg.crown_max_neurons,
+        cfg.milp_max_neurons,
+    )
     with keyed("bounds"):
         bounder = build(cfg.bounds)(net=net)
     check_backend(bounder, request, cfg.bounds.backend)
@@ -149,21 +211,40 @@ def write_report(report: dict, output_dir: Path) -> None:
 
 def print_report(report: dict) -> None:
     rows = report["results"]
-    print(f"{report['ckpt']}: {report['epochs_completed']} of {report['train_config']['trainer']['max_epochs']} epochs trained; "
-          f"{rows[0]['n'] if rows else 0} test examples")
+    print(
+        f"{report['ckpt']}: {report['epochs_completed']} of "
+        f"{report['train_config']['trainer']['max_epochs']} epochs trained; "
+        f"{rows[0]['n'] if rows else 0} test examples"
+    )
     print(format_table(rows, report["methods"]))
-    if CASCADE in report["methods"]:
-        print(format_cascade(rows))
+    for name in report["methods"]:
+        if name == CASCADE or name in COMPLETE:
+            print(format_cascade(rows, stage_key(name)))
 
 
-def merge_cascade(rows: list[dict], cascade_rows: list[dict]) -> list[dict]:
-    """The cascade's column and stage records beside the single methods' (or alone)."""
-    if not rows:
-        return [{**c, "verified_err": {**c["verified_err"], "best": c["verified_err"][CASCADE]}} for c in cascade_rows]
-    for row, cascade in zip(rows, cascade_rows):
-        row["verified_err"][CASCADE] = cascade["verified_err"][CASCADE]
-        row[CASCADE] = cascade[CASCADE]
-    return rows
+def stage_key(name: str) -> str:
+    """Where a row keeps a cascade's per-stage records: ``cascade``, or ``milp_stages``."""
+    return CASCADE if name == CASCADE else f"{name}_stages"
+
+
+def merge_cascade(rows: list[dict], cascade_rows: list[dict], name: str) -> list[dict]:
+    """A cascade's column (``name``: the cascade, or a complete method run behind the cheap
+    bounds), its stage records and its falsified error beside the other columns (or alone)."""
+    merged = []
+    for index, cascade in enumerate(cascade_rows):
+        row = (
+            rows[index]
+            if rows
+            else {k: v for k, v in cascade.items() if k not in (CASCADE, "verified_err", "falsified_err")}
+            | {"verified_err": {}}
+        )
+        row["verified_err"][name] = cascade["verified_err"][CASCADE]
+        row["verified_err"].setdefault("best", cascade["verified_err"][CASCADE])
+        row[stage_key(name)] = cascade[CASCADE]
+        if "falsified_err" in cascade:
+            row["falsified_err"] = max(row.get("falsified_err", 0.0), cascade["falsified_err"])
+        merged.append(row)
+    return merged
 
 
 def _percent(value: float | None) -> str:
@@ -171,21 +252,41 @@ def _percent(value: float | None) -> str:
 
 
 def format_table(rows: list[dict], methods: list[str]) -> str:
-    columns = ["eps_eval", "clean err", "PGD err", *[f"verified ({m})" for m in methods], "verified (best)"]
+    falsified = any("falsified_err" in row for row in rows)
+    columns = [
+        "eps_eval",
+        "clean err",
+        "PGD err",
+        *(["falsified err"] if falsified else []),
+        *[f"verified ({m})" for m in methods],
+        "verified (best)",
+    ]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         cells = [f"{row['eps_eval']:.4g}", _percent(row["clean_err"]), _percent(row.get("pgd_err"))]
+        cells += [_percent(row.get("falsified_err"))] if falsified else []
         cells += [_percent(row["verified_err"][m]) for m in (*methods, "best")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def format_cascade(rows: list[dict]) -> str:
-    """Per eps and stage: examples it ran on, how many it verified, time, peak memory."""
-    lines = ["| eps_eval | stage | ran on | verified | seconds | peak memory (MiB) |", "|---|---|---|---|---|---|"]
+def format_cascade(rows: list[dict], key: str = CASCADE) -> str:
+    """Per eps and stage: examples it ran on, verified, falsified and unknown (complete stages),
+    seconds (a complete stage's median and largest per example too), peak memory."""
+    lines = [
+        f"| eps_eval | stage ({key}) | ran on | verified | falsified | "
+        "unknown | seconds | median / max s per example | peak memory (MiB) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
-        for stage in row[CASCADE]:
-            lines.append(f"| {row['eps_eval']:.4g} | {stage['stage']} | {stage['ran_on']} | {stage['verified']} | {stage['seconds']:.1f} | {stage['peak_memory_mb']:.0f} |")
+        for stage in row[key]:
+            per_example = f"{stage['median_s']:.2f} / {stage['max_s']:.2f}" if "median_s" in stage else "–"
+            lines.append(
+                f"| {row['eps_eval']:.4g} | {stage['stage']} | {stage['ran_on']} "
+                f"| {stage['verified']} | {stage.get('falsified', '–')} | "
+                f"{stage.get('unknown', '–')} | {stage['seconds']:.1f} "
+                f"| {per_example} | {stage['peak_memory_mb']:.0f} |"
+            )
     return "\n".join(lines)
 
 

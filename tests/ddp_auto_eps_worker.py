@@ -15,7 +15,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import compose_train, tiny_run_overrides  # noqa: E402
 
-WORKER_OVERRIDES = ("auto_eps.eps_maxoff=0.1", "dataset.train_subset=200", "reweight.gamma=5", "schedule.ramp_epochs=0", "schedule.kappa_start=0.5")
+WORKER_OVERRIDES = (
+    "auto_eps.eps_maxoff=0.1",
+    "dataset.train_subset=200",
+    "reweight.gamma=5",
+    "schedule.ramp_epochs=0",
+    "schedule.kappa_start=0.5",
+)
 
 from certlight.runs.pipeline import build_run  # noqa: E402
 
@@ -40,14 +46,27 @@ class RecordUpdates(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         _, _, index = batch
-        self.steps.append({"index": index.cpu(), "margin": outputs["margin"].cpu(), "weights": outputs["weights"].cpu(), "table": pl_module.auto_eps.offsets.cpu().clone()})
+        self.steps.append(
+            {
+                "index": index.cpu(),
+                "margin": outputs["margin"].cpu(),
+                "weights": outputs["weights"].cpu(),
+                "table": pl_module.auto_eps.offsets.cpu().clone(),
+            }
+        )
 
 
 def main(data_root: str, out_dir: str, device_resident: str, method: str) -> None:
     overrides = tiny_run_overrides(
-        Path(data_root), "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1",
-        *WORKER_OVERRIDES, "logger=csv",
-        f"dataset.device_resident={device_resident}", f"method={method}",
+        Path(data_root),
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_epochs=1",
+        *WORKER_OVERRIDES,
+        "logger=csv",
+        f"dataset.device_resident={device_resident}",
+        f"method={method}",
     )
     cfg = compose_train(overrides, Path(out_dir) / "run")
     run = build_run(cfg)

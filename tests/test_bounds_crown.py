@@ -1,15 +1,22 @@
 import pytest
 import torch
-from conftest import conv_problem, random_convnet, random_mlp
 from torch import nn
 
-from certlight.bounds import clean_forward, input_box, margin_lower_bounds, margin_spec, mixed_margin_lower
+from certlight.attacks import pgd_margins
+from certlight.bounds import (
+    check_supported,
+    clean_forward,
+    input_box,
+    margin_lower_bounds,
+    margin_spec,
+    mixed_margin_lower,
+)
 from certlight.bounds.backends import NativeBounds
-from certlight.bounds import check_supported
 from certlight.bounds.rules import SequentialRule, channel_view
 from certlight.errors import CertlightError
 from certlight.models import cnn7_bn, dm_large, dm_medium, dm_small
-from certlight.attacks import pgd_margins
+
+from conftest import conv_problem, random_convnet, random_mlp
 
 METHODS = ("ibp", "crown_ibp", "crown", "alpha_crown")
 
@@ -101,7 +108,12 @@ def test_crown_is_exact_on_a_network_without_unstable_neurons():
     crown = margin_lower_bounds(model, lower, upper, y, "crown_ibp")
     weight = margin_spec(y, 3) @ model[3].weight @ model[1].weight[:, :3]
     bias = margin_spec(y, 3) @ (model[3].weight @ model[1].bias + model[3].bias)
-    exact = torch.stack([(weight[i] @ ((lower[i] + upper[i]) / 2)) - weight[i].abs() @ ((upper[i] - lower[i]) / 2) + bias[i] for i in range(2)])
+    exact = torch.stack(
+        [
+            (weight[i] @ ((lower[i] + upper[i]) / 2)) - weight[i].abs() @ ((upper[i] - lower[i]) / 2) + bias[i]
+            for i in range(2)
+        ]
+    )
     torch.testing.assert_close(crown, exact, rtol=1e-5, atol=1e-5)
 
 
@@ -114,7 +126,9 @@ def test_per_example_eps_matches_single_examples_for_crown_ibp():
     batched = margin_lower_bounds(model, lower, upper, y, "crown_ibp")
     for i in range(4):
         lo, hi = input_box(x[i : i + 1], float(eps[i]), [0.0], [1.0])
-        torch.testing.assert_close(batched[i : i + 1], margin_lower_bounds(model, lo, hi, y[i : i + 1], "crown_ibp"), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            batched[i : i + 1], margin_lower_bounds(model, lo, hi, y[i : i + 1], "crown_ibp"), rtol=1e-4, atol=1e-5
+        )
 
 
 def test_beta_zero_is_exactly_ibp_and_gradients_flow_through_the_mix():
@@ -122,7 +136,9 @@ def test_beta_zero_is_exactly_ibp_and_gradients_flow_through_the_mix():
     x = torch.rand(4, 2, 7, 7)
     y = torch.randint(0, 5, (4,))
     lower, upper = input_box(x, 0.05, [0.0], [1.0])
-    assert torch.equal(mixed_margin_lower(model, lower, upper, y, 0.0), margin_lower_bounds(model, lower, upper, y, "ibp"))
+    assert torch.equal(
+        mixed_margin_lower(model, lower, upper, y, 0.0), margin_lower_bounds(model, lower, upper, y, "ibp")
+    )
     mixed = mixed_margin_lower(model, lower, upper, y, 0.5)
     mixed.sum().backward()
     grads = [p.grad for p in model.parameters()]
@@ -173,11 +189,16 @@ def test_layer_shapes_by_arithmetic_match_a_real_forward(build, shape):
     ],
 )
 def test_layers_whose_bounds_would_be_wrong_are_refused(layer, message):
-    net = nn.Sequential(layer, nn.Flatten(), nn.Linear(2, 2)) if not isinstance(layer, nn.Flatten) else nn.Sequential(layer, nn.Linear(2, 2))
+    net = (
+        nn.Sequential(layer, nn.Flatten(), nn.Linear(2, 2))
+        if not isinstance(layer, nn.Flatten)
+        else nn.Sequential(layer, nn.Linear(2, 2))
+    )
     with pytest.raises(CertlightError, match=message):
         check_supported(net)
 
 
+@pytest.mark.slow  # compiling the kernels takes about 90 s
 def test_compiled_bound_passes_equal_eager_ones_and_so_do_their_gradients():
     torch.manual_seed(0)
     net = dm_small(1, 28, 10)

@@ -3,16 +3,20 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from conftest import random_convnet, random_mlp
 
 from certlight.bounds import input_box, interval_propagate, margin_lower_bounds, margin_spec, worst_case_logits
 from certlight.bounds.spec import is_verified
+
+from conftest import random_convnet, random_mlp
 
 
 def corners_and_samples(lower, upper, count):
     """All corners of a (small) box plus uniform samples inside it, shape (count', *box)."""
     flat_l, flat_u = lower.flatten(), upper.flatten()
-    corners = [torch.where(torch.tensor(bits, dtype=torch.bool), flat_u, flat_l) for bits in itertools.product([0, 1], repeat=flat_l.numel())]
+    corners = [
+        torch.where(torch.tensor(bits, dtype=torch.bool), flat_u, flat_l)
+        for bits in itertools.product([0, 1], repeat=flat_l.numel())
+    ]
     inside = flat_l + (flat_u - flat_l) * torch.rand(count, flat_l.numel())
     return torch.cat([torch.stack(corners), inside]).view(-1, *lower.shape)
 

@@ -9,17 +9,24 @@ import os
 
 import pytest
 import torch
-from conftest import REPO, compose_train, tiny_run_overrides
 
+from certlight.errors import CertlightError
+from certlight.runs.pipeline import train
 from tools.gpu_queue import runner
 from tools.gpu_queue.outputs import check_outputs, pack_outputs
 from tools.gpu_queue.pack import pack
 from tools.gpu_queue.queue import DONE, PENDING, paper_queue, read_queue, write_json
 from tools.gpu_queue.unpack import BEGIN, unpack
-from certlight.errors import CertlightError
-from certlight.runs.pipeline import train
 
-TINY = ("trainer.max_epochs=3", "schedule.ramp_epochs=2", "auto_eps.eps_maxoff=0.1", "reweight.gamma=5", "dataset.train_subset=150")
+from conftest import REPO, compose_train, tiny_run_overrides
+
+TINY = (
+    "trainer.max_epochs=3",
+    "schedule.ramp_epochs=2",
+    "auto_eps.eps_maxoff=0.1",
+    "reweight.gamma=5",
+    "dataset.train_subset=150",
+)
 
 
 def test_the_paper_queue_puts_seed_0_of_every_row_first():
@@ -74,13 +81,18 @@ def test_a_run_cut_at_the_budget_resumes_and_ends_like_an_uninterrupted_run(fake
 
     straight = train(compose_train(overrides, tmp_path / "straight"), tmp_path / "straight")
     assert (resumed["clean_err"], resumed["verified_err"]) == (straight["clean_err"], straight["verified_err"])
-    weights = [torch.load(p / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"] for p in (state / "runs/tiny/part1", tmp_path / "straight")]
+    weights = [
+        torch.load(p / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+        for p in (state / "runs/tiny/part1", tmp_path / "straight")
+    ]
     for name in weights[0]:
         assert torch.equal(weights[0][name], weights[1][name]), name
 
     # What comes back fits the device's limits, and unpacking it twice changes nothing.
     (state / "bench").mkdir()
-    (state / "bench" / "step_time.md").write_text("### Step time (GPU campaign), 2026-11-25\n\n| variant | ms |\n|---|---|\n| plain | 1.0 |\n")
+    (state / "bench" / "step_time.md").write_text(
+        "### Step time (GPU campaign), 2026-11-25\n\n| variant | ms |\n|---|---|\n| plain | 1.0 |\n"
+    )
     out = tmp_path / "out"
     files = pack_outputs(state, out)
     assert len(files) <= 8 and all(f.stat().st_size <= 16 * 2**20 for f in files)

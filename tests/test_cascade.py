@@ -1,11 +1,12 @@
 """The verification cascade: what it verifies is the union of what its stages verify alone."""
 
 import torch
-from conftest import random_mlp
 
 from certlight.bounds import input_box, is_verified
 from certlight.bounds.backends import make_backend
 from certlight.evaluation.cascade import CASCADE, cascade_certify
+
+from conftest import random_mlp
 
 
 def test_the_cascade_verifies_the_union_of_its_stages():
@@ -21,7 +22,9 @@ def test_the_cascade_verifies_the_union_of_its_stages():
         lower, upper = input_box(x, eps, [0.0], [1.0])
         alone = {m: is_verified(bounder.margins(x, lower, upper, y, m)) for m in CASCADE}
         union = torch.stack(list(alone.values())).any(0)
-        (row,) = cascade_certify(net, bounder, [(x[:25], y[:25]), (x[25:], y[25:])], [0.0], [1.0], [eps], CASCADE, pgd_steps=5)
+        (row,) = cascade_certify(
+            net, bounder, [(x[:25], y[:25]), (x[25:], y[25:])], [0.0], [1.0], [eps], CASCADE, pgd_steps=5
+        )
         assert row["n"] == 40
         assert round((1 - row["verified_err"]["cascade"]) * 40) == int(union.sum())
         stages = {s["stage"]: s for s in row["cascade"]}
@@ -44,4 +47,6 @@ def test_a_memory_budget_splits_the_work_without_changing_a_bound():
     per_pass, _ = tight._plan("alpha_crown", (20,))
     assert per_pass < 12
     for method in ("crown", "alpha_crown"):
-        torch.testing.assert_close(tight.margins(x, lower, upper, y, method), make_backend("native", net).margins(x, lower, upper, y, method))
+        torch.testing.assert_close(
+            tight.margins(x, lower, upper, y, method), make_backend("native", net).margins(x, lower, upper, y, method)
+        )

@@ -1,10 +1,11 @@
 import re
 
 import pytest
-from conftest import REPO, compose_train, tiny_run_overrides
 
 from certlight.errors import CertlightError
 from certlight.runs.pipeline import build_run
+
+from conftest import REPO, compose_train, tiny_run_overrides
 
 GROUPS = ["dataset", "model", "method", "schedule", "reweight", "auto_eps", "trainer", "logger", "experiment"]
 
@@ -13,13 +14,20 @@ def options(group):
     return sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml"))
 
 
-def test_every_group_has_the_promised_options():
-    assert options("dataset") == ["cifar10", "fashion_mnist", "image_folder", "mnist"]
-    assert {"dm_small", "dm_medium", "dm_large", "cnn7_bn"} <= set(options("model"))
-    assert {"natural", "ibp", "crown_ibp"} <= set(options("method"))
-    assert options("trainer") == ["cpu", "ddp", "gpu"]
-    assert options("logger") == ["csv", "tensorboard", "wandb"]
-    assert {"paper_mnist_small", "paper_mnist_large"} <= set(options("experiment"))
+def test_the_readme_lists_exactly_the_options_each_group_has():
+    readme = (REPO / "README.md").read_text()
+    for group in ("dataset", "model", "method", "schedule", "reweight", "trainer", "logger", "experiment"):
+        rows = re.findall(rf"^\| `{group}` \| (.*?) \|", readme, flags=re.M)
+        assert rows, group
+        listed = set(re.findall(r"`([a-z0-9_]+)`", " ".join(rows)))
+        if group == "experiment":  # its options continue on the next table row
+            listed |= set(
+                re.findall(
+                    r"`([a-z0-9_]+_small|[a-z0-9_]+_large[a-z0-9_]*)`",
+                    readme.split("| `experiment` |")[1].split("\n\n")[0],
+                )
+            )
+        assert set(options(group)) <= listed, (group, set(options(group)) - listed)
 
 
 @pytest.mark.parametrize("group, option", [(g, o) for g in GROUPS for o in options(g)])
@@ -27,7 +35,12 @@ def test_every_option_composes_and_builds(group, option, fake_data_root, tmp_pat
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = compose_train([f"{group}={option}", f"data.root={fake_data_root}"], tmp_path)
     if group == "trainer" and option != "cpu":
-        return  # needs a GPU or several processes; composition is what we check here
+        # Building needs a GPU (or several processes); what reaches the Trainer is checked here.
+        expected = {"gpu": ("gpu", 1, "auto"), "ddp": ("auto", 2, "ddp")}[
+            option
+        ]  # ddp: GPUs where present, else gloo on CPUs
+        assert (cfg.trainer.accelerator, cfg.trainer.devices, cfg.trainer.get("strategy", "auto")) == expected
+        return
     if option == "image_folder":
         with pytest.raises(CertlightError, match="needs dataset.folder=PATH"):
             build_run(cfg)
@@ -69,7 +82,10 @@ def test_paper_recipe_values(tmp_path):
         ("auto_eps.eps_maxoff=some", "auto_eps.eps_maxoff='some' is not a number"),
         ("dataset.batch_size=2.5", "dataset.batch_size=2.5 must be a positive integer"),
         ("optimizer.lr=-0.1", "optimizer.lr=-0.1 must be > 0"),
-        ("dataset.train_subset=100000", "dataset.train_subset=100000 is larger than the mnist train split (300 examples)"),
+        (
+            "dataset.train_subset=100000",
+            "dataset.train_subset=100000 is larger than the mnist train split (300 examples)",
+        ),
         ("dataset.augment=maybe", "dataset.augment='maybe' is not allowed; use true, false or null"),
         ("ckpt_path=/nonexistent/last.ckpt", "ckpt_path=/nonexistent/last.ckpt: no such file"),
         ("reweight.gamma=-1", "reweight.gamma=-1 must be >= 0"),
@@ -99,3 +115,62 @@ def test_wandb_without_a_login_says_how_to_log_offline(fake_data_root, tmp_path,
     assert "WANDB_MODE=offline" in str(error.value)
     monkeypatch.setenv("WANDB_MODE", "offline")
     build_run(cfg)
+
+
+def test_the_method_node_builds_the_whole_module_from_the_top_level_groups(fake_data_root, tmp_path):
+    overrides = tiny_run_overrides(
+        fake_data_root, "method=sabr", "reweight.gamma=5", "optimizer.lr=0.002", "schedule.kappa_end=0.25"
+    )
+    run = build_run(compose_train(overrides, tmp_path), tmp_path)
+    module = run.module
+    assert type(module).__name__ == "SABRModule" and module.reweight.gamma == 5.0
+    assert module.schedule.kappa_end == 0.25 and module.schedule.eps_train == pytest.approx(
+        0.1
+    )  # eps.train of the tiny run
+    assert module.auto_eps is None  # auto_eps.eps_maxoff=0: off, no table built
+    assert module.regulariser is not None and module.l1 == 1e-6  # fast_ibp's shared options, SABR's own l1
+    assert module.configure_optimizers()["optimizer"].param_groups[0]["lr"] == 0.002
+    record = module.run_config
+    assert record["method_name"] == "sabr" and "reweight" not in record["method"] and record["reweight"]["gamma"] == 5
+    on = build_run(
+        compose_train(tiny_run_overrides(fake_data_root, "auto_eps.eps_maxoff=0.05"), tmp_path / "on"), tmp_path / "on"
+    )
+    assert on.module.auto_eps.offsets.shape == (300,)  # one offset per training example of the fixture
+
+
+@pytest.mark.slow
+def test_a_wheel_install_runs_its_console_script(tmp_path):
+    """`pip install .` (not -e): the config groups travel inside the package."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    assert (target / "certlight" / "conf" / "train.yaml").is_file()
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(target), "HOME": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, str(target / "bin" / "certlight-train"), "--help"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "sabr" in proc.stdout  # the method group's options, read from the packaged conf/

@@ -2,11 +2,12 @@ import re
 
 import pytest
 import torch
-from conftest import SHARED_DATA, write_mnist_like
 
 from certlight.data import CertifiedDataModule, dataset_info
 from certlight.data.indexed import IndexBatch, normalize, random_crop_flip
 from certlight.errors import CertlightError
+
+from conftest import SHARED_DATA, write_mnist_like
 
 
 def test_train_batches_carry_unique_stable_indices_covering_the_set(fake_data_root):
@@ -15,7 +16,7 @@ def test_train_batches_carry_unique_stable_indices_covering_the_set(fake_data_ro
     for seed, epoch in ((0, 0), (0, 1), (1, 0), (0, 0)):
         datamodule = CertifiedDataModule("mnist", str(fake_data_root), batch_size=32, seed=seed)
         datamodule.setup("fit")
-        datamodule._current_epoch = lambda: epoch  # what the trainer reports
+        datamodule._current_epoch = lambda epoch=epoch: epoch  # what the trainer reports
         images = datamodule.train_set.images
         torch.manual_seed(len(seen))  # the global RNG must not matter
         indices = torch.cat([index for x, y, index in datamodule.train_dataloader()])
@@ -64,13 +65,22 @@ def test_training_batches_are_random_crops_and_flips_and_test_batches_are_not(fa
     padded = torch.nn.functional.pad(images[index], (4, 4, 4, 4))
     identity = 0
     for i in range(len(index)):
-        candidates = {(top, left, flip) for top in range(9) for left in range(9) for flip in (False, True)
-                      if torch.equal(stored[i], (lambda c: c.flip(-1) if flip else c)(padded[i, :, top:top + 32, left:left + 32]))}
+        candidates = {
+            (top, left, flip)
+            for top in range(9)
+            for left in range(9)
+            for flip in (False, True)
+            if torch.equal(
+                stored[i], (lambda c: c.flip(-1) if flip else c)(padded[i, :, top : top + 32, left : left + 32])
+            )
+        }
         assert candidates, f"example {i} is no crop/flip of its image"
         identity += (4, 4, False) in candidates
     assert identity < len(index) / 2
     test_x, _, test_index = next(iter(datamodule.val_dataloader()))
-    torch.testing.assert_close(test_x, normalize(datamodule.test_set.images[test_index], datamodule.test_set.mean, datamodule.test_set.std))
+    torch.testing.assert_close(
+        test_x, normalize(datamodule.test_set.images[test_index], datamodule.test_set.mean, datamodule.test_set.std)
+    )
 
 
 def test_random_crop_flip_moves_pixels_but_keeps_content():
@@ -112,7 +122,9 @@ def test_bad_dataset_values_are_named(kwargs, message, fake_data_root):
 
 def test_a_subset_larger_than_the_split_is_named(fake_data_root):
     datamodule = CertifiedDataModule("mnist", str(fake_data_root), train_subset=5000)
-    with pytest.raises(CertlightError, match=re.escape("dataset.train_subset=5000 is larger than the mnist train split (300 examples)")):
+    with pytest.raises(
+        CertlightError, match=re.escape("dataset.train_subset=5000 is larger than the mnist train split (300 examples)")
+    ):
         datamodule.setup("fit")
 
 
@@ -143,7 +155,10 @@ def test_device_resident_path_yields_the_host_paths_batches(name, fake_data_root
     resident = CertifiedDataModule(name, str(fake_data_root), batch_size=16, device_resident=True)
     for datamodule in (host, resident):
         datamodule.setup("fit")
-    for split, loaders in (("train", (host.train_dataloader, resident.train_dataloader)), ("test", (host.val_dataloader, resident.val_dataloader))):
+    for split, loaders in (
+        ("train", (host.train_dataloader, resident.train_dataloader)),
+        ("test", (host.val_dataloader, resident.val_dataloader)),
+    ):
         torch.manual_seed(3)
         host_batch = next(iter(loaders[0]()))
         torch.manual_seed(3)

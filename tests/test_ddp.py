@@ -8,11 +8,12 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, compose_train, tiny_run_overrides
 from ddp_auto_eps_worker import WORKER_OVERRIDES
 
 from certlight.methods import AutoEpsilon
 from certlight.runs.pipeline import build_run
+
+from conftest import REPO, compose_train, tiny_run_overrides
 
 pytestmark = pytest.mark.slow  # two-process DDP fits
 
@@ -26,8 +27,18 @@ def ddp_run(request, fake_data_root, tmp_path_factory):
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     env.pop("CUDA_VISIBLE_DEVICES", None)
     proc = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "ddp_auto_eps_worker.py"), str(fake_data_root), str(out), device_resident, method],
-        env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(REPO / "tests" / "ddp_auto_eps_worker.py"),
+            str(fake_data_root),
+            str(out),
+            device_resident,
+            method,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (out / "method").write_text(method)
@@ -64,7 +75,9 @@ def test_a_ddp_step_has_the_gradient_of_one_process_on_the_global_batch(ddp_run,
     first = [torch.load(ddp_run / f"first_step{r}.pt") for r in (0, 1)]
     for name in first[0]["grads"]:
         torch.testing.assert_close(first[0]["grads"][name], first[1]["grads"][name])
-    run = build_run(compose_train(tiny_run_overrides(fake_data_root, *WORKER_OVERRIDES, "trainer.max_epochs=1"), tmp_path), tmp_path)
+    run = build_run(
+        compose_train(tiny_run_overrides(fake_data_root, *WORKER_OVERRIDES, "trainer.max_epochs=1"), tmp_path), tmp_path
+    )
     module = run.module
     module.schedule_values = module.schedule.at(0, 2)
     x, y, index = (torch.cat([first[0]["batch"][i], first[1]["batch"][i]]) for i in range(3))

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 import torchvision.datasets
-from conftest import write_cifar_like, write_mnist_like
 
 from certlight.data import CertifiedDataModule
 from certlight.errors import CertlightError
+
+from conftest import write_cifar_like, write_mnist_like
 
 
 def md5(path: Path) -> str:
@@ -63,13 +64,20 @@ def test_a_partial_download_is_caught_by_its_checksum(mnist_mirror, tmp_path):
     name = "train-images-idx3-ubyte.gz"
     data = (mnist_mirror / name).read_bytes()
     (mnist_mirror / name).write_bytes(data[: len(data) // 2])  # the server now sends half the file
-    with pytest.raises(CertlightError, match=r"downloading mnist into .* failed: .*corrupted.*put the files under .*MNIST"):
+    with pytest.raises(
+        CertlightError, match=r"downloading mnist into .* failed: .*corrupted.*put the files under .*MNIST"
+    ):
         CertifiedDataModule("mnist", root=str(tmp_path / "data"), download=True).setup("fit")
 
 
 def test_without_network_the_error_says_where_to_put_the_files(monkeypatch, tmp_path):
-    monkeypatch.setattr(torchvision.datasets.FashionMNIST, "mirrors", ["http://127.0.0.1:9/"])  # the discard port: refused
-    with pytest.raises(CertlightError, match=r"downloading fashion_mnist .* failed: .*Connection refused.*put the files under .*FashionMNIST"):
+    monkeypatch.setattr(
+        torchvision.datasets.FashionMNIST, "mirrors", ["http://127.0.0.1:9/"]
+    )  # the discard port: refused
+    with pytest.raises(
+        CertlightError,
+        match=r"downloading fashion_mnist .* failed: .*Connection refused.*put the files under .*FashionMNIST",
+    ):
         CertifiedDataModule("fashion_mnist", root=str(tmp_path / "data"), download=True).setup("fit")
 
 
@@ -77,7 +85,9 @@ def test_cifar10_archive_is_downloaded_checked_and_unpacked(file_server, tmp_pat
     served, url = file_server
     batches = write_cifar_like(tmp_path / "source") / "cifar-10-batches-py"
     with open(batches / "batches.meta", "wb") as handle:  # the archive's class names, which torchvision reads
-        pickle.dump({"label_names": [f"class{i}" for i in range(10)], "num_cases_per_batch": 20, "num_vis": 3072}, handle)
+        pickle.dump(
+            {"label_names": [f"class{i}" for i in range(10)], "num_cases_per_batch": 20, "num_vis": 3072}, handle
+        )
     with tarfile.open(served / "cifar-10-python.tar.gz", "w:gz") as archive:
         archive.add(batches, arcname="cifar-10-batches-py")
     cifar = torchvision.datasets.CIFAR10
@@ -92,5 +102,8 @@ def test_cifar10_archive_is_downloaded_checked_and_unpacked(file_server, tmp_pat
 
 
 def test_without_download_nothing_is_fetched(tmp_path):
-    with pytest.raises(CertlightError, match=r"(?s)dataset 'mnist' not found under data root.*or fetch it there with dataset.download=true"):
+    with pytest.raises(
+        CertlightError,
+        match=r"(?s)dataset 'mnist' not found under data root.*or fetch it there with dataset.download=true",
+    ):
         CertifiedDataModule("mnist", root=str(tmp_path / "empty")).setup("fit")

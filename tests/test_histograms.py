@@ -1,13 +1,18 @@
 import json
 
+from certlight.runs.pipeline import build_run, train
+
 from conftest import compose_train, tiny_run_overrides
 from wandb_log import history
 
-from certlight.runs.pipeline import build_run, train
-
 
 def test_margin_histograms_reach_json_png_and_tensorboard(fake_data_root, tmp_path):
-    cfg = compose_train(tiny_run_overrides(fake_data_root, "logger=tensorboard", "method=crown_ibp", "reweight.gamma=5", "auto_eps.eps_maxoff=0.05"), tmp_path)
+    cfg = compose_train(
+        tiny_run_overrides(
+            fake_data_root, "logger=tensorboard", "method=crown_ibp", "reweight.gamma=5", "auto_eps.eps_maxoff=0.05"
+        ),
+        tmp_path,
+    )
     train(cfg, tmp_path)
     history = json.loads((tmp_path / "margin_histograms.json").read_text())
     assert [entry["epoch"] for entry in history] == [0, 1]
@@ -18,7 +23,9 @@ def test_margin_histograms_reach_json_png_and_tensorboard(fake_data_root, tmp_pa
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(next((tmp_path / "tensorboard").rglob("events.out.tfevents.*")).parent), size_guidance={"histograms": 0})
+    events = EventAccumulator(
+        str(next((tmp_path / "tensorboard").rglob("events.out.tfevents.*")).parent), size_guidance={"histograms": 0}
+    )
     events.Reload()
     assert {"margins/train_margin", "margins/test_margin", "margins/train_eps"} <= set(events.Tags()["histograms"])
     # Real histograms of every example, one per epoch: 300 training margins, 100 test margins.
@@ -26,7 +33,9 @@ def test_margin_histograms_reach_json_png_and_tensorboard(fake_data_root, tmp_pa
     assert events.Histograms("margins/test_margin")[-1].histogram_value.num == 100
     assert events.Histograms("margins/train_eps")[-1].histogram_value.max <= 0.1 + 1e-6  # eps.train of the tiny run
     # The verified error under each verifier the method evaluates, and their best.
-    assert {"train/mean_weight", "test/verified_err_ibp", "test/verified_err_crown_ibp", "test/verified_err"} <= set(events.Tags()["scalars"])
+    assert {"train/mean_weight", "test/verified_err_ibp", "test/verified_err_crown_ibp", "test/verified_err"} <= set(
+        events.Tags()["scalars"]
+    )
 
 
 def test_margin_histograms_reach_wandb_offline(fake_data_root, tmp_path, monkeypatch):

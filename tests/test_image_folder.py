@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_train, tiny_run_overrides
 from torchvision.io import write_png
 
 from certlight.bounds import input_box
@@ -16,14 +15,21 @@ from certlight.data import CertifiedDataModule
 from certlight.errors import CertlightError
 from certlight.runs.pipeline import build_run
 
+from conftest import compose_train, tiny_run_overrides
 
-def write_folder(root: Path, per_class: int = 4, size: int = 16, channels: int = 3, classes=("cat", "dog", "emu")) -> Path:
+
+def write_folder(
+    root: Path, per_class: int = 4, size: int = 16, channels: int = 3, classes=("cat", "dog", "emu")
+) -> Path:
     """Class k's images are constant with value 50 * (k + 1) in every channel."""
     for split in ("train", "test"):
         for k, name in enumerate(classes):
             (root / split / name).mkdir(parents=True, exist_ok=True)
             for i in range(per_class):
-                write_png(torch.full((channels, size, size), 50 * (k + 1), dtype=torch.uint8), str(root / split / name / f"{i}.png"))
+                write_png(
+                    torch.full((channels, size, size), 50 * (k + 1), dtype=torch.uint8),
+                    str(root / split / name / f"{i}.png"),
+                )
     return root
 
 
@@ -57,15 +63,25 @@ def test_statistics_are_read_from_the_cache_until_the_file_list_changes(tmp_path
 def test_eps_keeps_its_pixel_meaning(tmp_path):
     write_folder(tmp_path / "pets")
     info = CertifiedDataModule("image_folder", root=str(tmp_path), folder="pets").info
-    x = (torch.full((1, 3, 16, 16), 100 / 255) - torch.tensor(info.mean).view(1, 3, 1, 1)) / torch.tensor(info.std).view(1, 3, 1, 1)
+    x = (torch.full((1, 3, 16, 16), 100 / 255) - torch.tensor(info.mean).view(1, 3, 1, 1)) / torch.tensor(
+        info.std
+    ).view(1, 3, 1, 1)
     lower, upper = input_box(x, 0.1, info.mean, info.std)
     torch.testing.assert_close((upper - lower)[0, :, 0, 0], 0.2 / torch.tensor(info.std))
 
 
 def test_a_training_step_on_an_image_folder(tmp_path):
     write_folder(tmp_path / "pets", channels=1)
-    overrides = tiny_run_overrides(tmp_path, "dataset=image_folder", "dataset.folder=pets", "dataset.batch_size=6", "trainer.max_epochs=1",
-                                   "schedule.ramp_epochs=0", "reweight.gamma=5", "auto_eps.eps_maxoff=0.05")
+    overrides = tiny_run_overrides(
+        tmp_path,
+        "dataset=image_folder",
+        "dataset.folder=pets",
+        "dataset.batch_size=6",
+        "trainer.max_epochs=1",
+        "schedule.ramp_epochs=0",
+        "reweight.gamma=5",
+        "auto_eps.eps_maxoff=0.05",
+    )
     run = build_run(compose_train(overrides, tmp_path / "run"), tmp_path / "run")
     run.trainer.fit(run.module, datamodule=run.datamodule)
     assert run.trainer.global_step == 2 and run.module.net[-1].out_features == 3
@@ -75,9 +91,18 @@ def test_a_training_step_on_an_image_folder(tmp_path):
     "breakage, message",
     [
         (lambda f: [p.unlink() for p in (f / "train").rglob("*.png")], r"no .png/.jpg/.jpeg images under .*train"),
-        (lambda f: (f / "test" / "emu").rename(f / "test" / "owl"), r"test/ has classes \['cat', 'dog', 'owl'\], train/ has \['cat', 'dog', 'emu'\]"),
-        (lambda f: write_png(torch.zeros(3, 8, 8, dtype=torch.uint8), str(f / "test" / "dog" / "small.png")), r"small.png is 8x8; every image must be 16x16"),
-        (lambda f: (f / "train" / "cat" / "0.png").write_bytes(b"not a png"), r"0.png is not an image torchvision can read"),
+        (
+            lambda f: (f / "test" / "emu").rename(f / "test" / "owl"),
+            r"test/ has classes \['cat', 'dog', 'owl'\], train/ has \['cat', 'dog', 'emu'\]",
+        ),
+        (
+            lambda f: write_png(torch.zeros(3, 8, 8, dtype=torch.uint8), str(f / "test" / "dog" / "small.png")),
+            r"small.png is 8x8; every image must be 16x16",
+        ),
+        (
+            lambda f: (f / "train" / "cat" / "0.png").write_bytes(b"not a png"),
+            r"0.png is not an image torchvision can read",
+        ),
     ],
 )
 def test_a_broken_folder_is_named(breakage, message, tmp_path):

@@ -1,15 +1,17 @@
 """auto_LiRPA as an independent oracle: our bounds must equal its bounds on the same box."""
 
 import functools
+
 import pytest
 import torch
-from conftest import compose_train, conv_problem, random_convnet, random_mlp, tiny_run_overrides
 
 from certlight.bounds import input_box, margin_lower_bounds
 from certlight.bounds.backends import make_backend
 from certlight.bounds.lirpa import lirpa_available
 from certlight.errors import CertlightError
 from certlight.models import cnn7_bn, dm_small
+
+from conftest import compose_train, conv_problem, random_convnet, random_mlp, tiny_run_overrides
 
 pytestmark = pytest.mark.skipif(not lirpa_available(), reason="auto_LiRPA not installed (CI installs it)")
 
@@ -28,7 +30,14 @@ def conv_bn_net():
     return model.eval()
 
 
-@pytest.mark.parametrize("build, shape", [(lambda: dm_small().eval(), (1, 28, 28)), (conv_bn_net, (1, 12, 12)), (lambda: random_convnet(0, True), (2, 7, 7))])
+@pytest.mark.parametrize(
+    "build, shape",
+    [
+        (lambda: dm_small().eval(), (1, 28, 28)),
+        (conv_bn_net, (1, 12, 12)),
+        (lambda: random_convnet(0, True), (2, 7, 7)),
+    ],
+)
 @pytest.mark.parametrize("method", ["ibp", "crown_ibp"])
 def test_native_bounds_equal_auto_lirpa(build, shape, method):
     torch.manual_seed(0)
@@ -51,12 +60,28 @@ def test_full_crown_is_sound_against_auto_lirpa_crown():
     assert (ours >= theirs - 1e-4 * theirs.abs().max().clamp(min=1)).all()
 
 
-def test_training_with_the_auto_lirpa_backend(fake_data_root, tmp_path):
+def test_training_with_the_auto_lirpa_backend_follows_the_native_run(fake_data_root, tmp_path):
+    """Two engines, one function: the same CROWN-IBP run trained by either ends with the same
+    numbers and weights (to what float32 rounding can do through Adam)."""
     from certlight.runs.pipeline import train
 
-    cfg = compose_train(tiny_run_overrides(fake_data_root, "bounds.backend=auto_lirpa", "method=crown_ibp", "trainer.max_epochs=1", "dataset.train_subset=100"), tmp_path)
-    results = train(cfg, tmp_path)
-    assert 0 <= results["verified_err"] <= 1
+    runs = {}
+    for backend in ("native", "auto_lirpa"):
+        overrides = tiny_run_overrides(
+            fake_data_root,
+            f"bounds.backend={backend}",
+            "method=crown_ibp",
+            "trainer.max_epochs=1",
+            "dataset.train_subset=100",
+        )
+        runs[backend] = train(compose_train(overrides, tmp_path / backend), tmp_path / backend)
+    weights = [torch.load(tmp_path / b / "weights.pt", weights_only=True)["state_dict"] for b in runs]
+    # Adam moves a weight by about lr per step whatever its gradient's size, so a gradient that is
+    # ~0 in both runs may step either way: two steps of lr 1e-3 bound what rounding can do.
+    for name in weights[0]:
+        torch.testing.assert_close(weights[1][name], weights[0][name], rtol=0, atol=2e-3 + 1e-5, msg=name)
+    for key in ("clean_err", "verified_err", "verified_err_by_method"):
+        assert runs["auto_lirpa"][key] == runs["native"][key], key
 
 
 def test_unknown_backend_is_named_by_its_config_key(fake_data_root, tmp_path):

@@ -50,12 +50,18 @@ def test_weighted_loss_is_the_normalised_weighted_mean():
     assert certified_loss(clean, y, robust, 0.25, 3 * weights).item() == pytest.approx(0.25 * ln3 + 0.75 * 2.125)
     assert certified_loss(clean, y, robust, 0.25).item() == pytest.approx(0.25 * ln3 + 0.75 * 2.5)
     # A shard of a larger batch divides by the whole batch's weight sum (DDP): 8.5 / 8.
-    assert certified_loss(clean, y, robust, 0.25, weights, torch.tensor(8.0)).item() == pytest.approx(0.25 * ln3 + 0.75 * 1.0625)
+    assert certified_loss(clean, y, robust, 0.25, weights, torch.tensor(8.0)).item() == pytest.approx(
+        0.25 * ln3 + 0.75 * 1.0625
+    )
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"gamma": -1.0}, "reweight.gamma=-1.0"), ({"alpha": -0.1}, "reweight.alpha=-0.1"), ({"kind": "focal"}, "reweight.kind='focal'")],
+    [
+        ({"gamma": -1.0}, "reweight.gamma=-1.0"),
+        ({"alpha": -0.1}, "reweight.alpha=-0.1"),
+        ({"kind": "focal"}, "reweight.kind='focal'"),
+    ],
 )
 def test_bad_reweighting_values_are_named(kwargs, message):
     with pytest.raises(CertlightError, match=message):
@@ -73,4 +79,10 @@ def test_certification_errors_count_by_hand():
     metric.update(correct[:2], {"ibp": ibp[:2], "crown_ibp": crown_ibp[:2]}, broken=torch.tensor([False, False]))
     metric.update(correct[2:], {"ibp": ibp[2:], "crown_ibp": crown_ibp[2:]}, broken=torch.tensor([True, True]))
     rates = {k: float(v) for k, v in metric.compute().items()}
-    assert rates == {"clean_err": 0.25, "verified_err": 0.5, "verified_err_ibp": 0.75, "verified_err_crown_ibp": 0.75, "pgd_err": 0.5}
+    assert rates == {
+        "clean_err": 0.25,
+        "verified_err": 0.5,
+        "verified_err_ibp": 0.75,
+        "verified_err_crown_ibp": 0.75,
+        "pgd_err": 0.5,
+    }

@@ -9,19 +9,20 @@ from functools import partial
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import REPO, compose_train, tiny_run_overrides
 from torch import nn
 
+from certlight.bounds import input_box
+from certlight.bounds.lirpa import lirpa_available
 from certlight.errors import CertlightError
 from certlight.losses import Reweighting
 from certlight.methods import AutoEpsilon, BoundRegulariser, CCIBPModule, MTLIBPModule, NaturalModule, SABRModule
 from certlight.methods.fast_ibp import ibp_initialise
-from certlight.bounds import input_box
-from certlight.bounds.lirpa import lirpa_available
 from certlight.models import dm_large
 from certlight.runs.pipeline import build_run
 from certlight.runs.run_keys import method_label
 from certlight.schedules import ScheduleValues, TrainingSchedule
+
+from conftest import REPO, compose_train, tiny_run_overrides
 
 
 def two_copies_net() -> nn.Sequential:
@@ -38,8 +39,13 @@ def two_copies_net() -> nn.Sequential:
 
 def module(cls, net=None, **kwargs):
     return cls(
-        net=net if net is not None else two_copies_net(), mean=(0.0,), std=(1.0,), eps_eval=0.1,
-        optimizer=partial(torch.optim.SGD, lr=0.1), schedule=TrainingSchedule(eps_train=0.1), **kwargs,
+        net=net if net is not None else two_copies_net(),
+        mean=(0.0,),
+        std=(1.0,),
+        eps_eval=0.1,
+        optimizer=partial(torch.optim.SGD, lr=0.1),
+        schedule=TrainingSchedule(eps_train=0.1),
+        **kwargs,
     )
 
 
@@ -82,7 +88,9 @@ def test_sabr_small_box_lies_in_eps_box_and_data_domain(lambda_ratio):
     torch.manual_seed(0)
     mean, std = (0.1307,), (0.3081,)
     net = nn.Sequential(nn.Flatten(), nn.Linear(16, 20), nn.ReLU(), nn.Linear(20, 10))
-    method = SABRModule(net=net, mean=mean, std=std, eps_eval=0.3, optimizer=partial(torch.optim.SGD, lr=0.1), lambda_ratio=lambda_ratio)
+    method = SABRModule(
+        net=net, mean=mean, std=std, eps_eval=0.3, optimizer=partial(torch.optim.SGD, lr=0.1), lambda_ratio=lambda_ratio
+    )
     pixels = torch.rand(64, 1, 4, 4)
     pixels[:16] = pixels[:16].round()  # pixels at 0 and 1: the clipped sides of the eps box
     x = (pixels - mean[0]) / std[0]
@@ -131,7 +139,9 @@ def test_regulariser_drops_the_balance_term_of_a_layer_without_inactive_neurons(
     assert BoundRegulariser(0.5, 0.5).value(torch.zeros(1, 2), torch.ones(1, 2), [(lower, upper)]).item() == 0.0
     # Inactive but no active neurons: the released ratio is 0 / positive = 0, so the term counts (2).
     lower, upper = torch.tensor([[-3.0, -1.0]]), torch.tensor([[-1.0, 1.0]])
-    assert BoundRegulariser(0.5, 0.5).value(torch.zeros(1, 2), torch.ones(1, 2), [(lower, upper)]).item() == pytest.approx(2.0)
+    assert BoundRegulariser(0.5, 0.5).value(
+        torch.zeros(1, 2), torch.ones(1, 2), [(lower, upper)]
+    ).item() == pytest.approx(2.0)
 
 
 @pytest.mark.parametrize(
@@ -195,13 +205,27 @@ def test_regulariser_needs_the_native_backend():
 
 METHODS = sorted(p.stem for p in (REPO / "conf" / "method").glob("*.yaml") if p.stem != "natural")
 EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
-ONE_STEP = ("schedule.ramp_epochs=0", "trainer.max_epochs=1", "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1", "+trainer.num_sanity_val_steps=0", "callbacks.model_checkpoint=null")
+ONE_STEP = (
+    "schedule.ramp_epochs=0",
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=1",
+    "+trainer.limit_val_batches=1",
+    "+trainer.num_sanity_val_steps=0",
+    "callbacks.model_checkpoint=null",
+)
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_the_tactics_work_with_every_method(method, fake_data_root, tmp_path):
     """reweight.gamma=5 auto_eps.eps_maxoff=... on any method=: weights vary and offsets move."""
-    overrides = tiny_run_overrides(fake_data_root, f"method={method}", "reweight.gamma=5", "auto_eps.eps_maxoff=0.1", "dataset.train_subset=100", *ONE_STEP)
+    overrides = tiny_run_overrides(
+        fake_data_root,
+        f"method={method}",
+        "reweight.gamma=5",
+        "auto_eps.eps_maxoff=0.1",
+        "dataset.train_subset=100",
+        *ONE_STEP,
+    )
     run = build_run(compose_train(overrides, tmp_path), tmp_path)
     seen = {}
 
@@ -217,9 +241,17 @@ def test_the_tactics_work_with_every_method(method, fake_data_root, tmp_path):
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_recipe_takes_a_training_step(experiment, fake_data_root, tmp_path):
-    overrides = [f"experiment={experiment}", f"data.root={fake_data_root}", "dataset.batch_size=8", "dataset.eval_batch_size=8",
-                 "dataset.train_subset=8", "dataset.test_subset=8", "+trainer.enable_progress_bar=false",
-                 "+trainer.enable_model_summary=false", *ONE_STEP]
+    overrides = [
+        f"experiment={experiment}",
+        f"data.root={fake_data_root}",
+        "dataset.batch_size=8",
+        "dataset.eval_batch_size=8",
+        "dataset.train_subset=8",
+        "dataset.test_subset=8",
+        "+trainer.enable_progress_bar=false",
+        "+trainer.enable_model_summary=false",
+        *ONE_STEP,
+    ]
     run = build_run(compose_train(overrides, tmp_path), tmp_path)
     before = [p.detach().clone() for p in run.module.parameters()]
     run.trainer.fit(run.module, datamodule=run.datamodule)
@@ -229,22 +261,38 @@ def test_every_recipe_takes_a_training_step(experiment, fake_data_root, tmp_path
 
 def test_natural_training_with_tactics_is_refused_from_the_config(fake_data_root, tmp_path):
     with pytest.raises(CertlightError, match="method=natural"):
-        build_run(compose_train(tiny_run_overrides(fake_data_root, "method=natural", "reweight.gamma=5"), tmp_path), tmp_path)
+        build_run(
+            compose_train(tiny_run_overrides(fake_data_root, "method=natural", "reweight.gamma=5"), tmp_path), tmp_path
+        )
+
+
+@pytest.mark.parametrize(
+    "overrides, label",
+    [
+        (["method=ibp"], "ibp"),
+        (["method=fast_ibp"], "fast_ibp"),
+        (["method=ibp", "+method.init=ibp"], "fast_ibp"),
+        (["method=crown_ibp", "+method.init=ibp"], "fast_crown_ibp"),
+        (["method=sabr"], "sabr"),
+        (["method=mtl_ibp"], "mtl_ibp"),
+    ],
+)
+def test_results_and_reports_name_the_method_a_user_chose(overrides, label, tmp_path):
+    """A fast-IBP run must never be reported (or compared with the paper) as plain IBP."""
+    from certlight.runs.pipeline import record_config
+
+    assert method_label(record_config(compose_train(overrides, tmp_path))) == label
 
 
 @pytest.mark.parametrize(
     "method, label",
     [
-        ({"_target_": "certlight.methods.IBPModule"}, "ibp"),
         ({"_target_": "certlight.methods.IBPModule", "init": "ibp", "regulariser": {"weight": 0.5}}, "fast_ibp"),
-        ({"_target_": "certlight.methods.CrownIBPModule", "init": "ibp"}, "fast_crown_ibp"),
-        ({"_target_": "certlight.methods.SABRModule", "init": "ibp", "regulariser": {"weight": 0.5}}, "sabr"),
-        ({"_target_": "certlight.methods.MTLIBPModule"}, "mtl_ibp"),
+        ({"_target_": "certlight.methods.SABRModule", "init": "ibp"}, "sabr"),
     ],
 )
-def test_results_and_reports_name_the_method_a_user_chose(method, label):
-    """A fast-IBP run must never be reported (or compared with the paper) as plain IBP."""
-    assert method_label(method) == label
+def test_configs_recorded_before_the_method_name_are_named_by_their_class(method, label):
+    assert method_label({"method": method}) == label
 
 
 @pytest.mark.skipif(not lirpa_available(), reason="auto_LiRPA not installed (CI installs it)")
@@ -254,8 +302,15 @@ def test_auto_lirpa_bounds_the_re_initialised_network():
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(16, 20), nn.ReLU(), nn.Linear(20, 10))
-    method = SABRModule(net=net, mean=(0.0,), std=(1.0,), eps_eval=0.1, optimizer=partial(torch.optim.SGD, lr=0.1),
-                        init="ibp", bounds=partial(make_backend, "auto_lirpa"))
+    method = SABRModule(
+        net=net,
+        mean=(0.0,),
+        std=(1.0,),
+        eps_eval=0.1,
+        optimizer=partial(torch.optim.SGD, lr=0.1),
+        init="ibp",
+        bounds=partial(make_backend, "auto_lirpa"),
+    )
     x, y = torch.rand(4, 1, 4, 4), torch.randint(0, 10, (4,))
     lower, upper = input_box(x, 0.05, (0.0,), (1.0,))
     theirs = method.bounder.margins(x, lower, upper, y, "ibp")

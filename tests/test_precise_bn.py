@@ -45,19 +45,27 @@ def test_in_a_fit_the_evaluated_network_has_the_final_weights_statistics(fake_da
     """After training, each BatchNorm's running mean is the average over the training batches of
     its input's batch mean under the final weights (computed here with forward hooks), also
     when the train loader yields only example indices (device-resident data)."""
-    from conftest import compose_train, tiny_run_overrides
-
     from certlight.runs.pipeline import build_run
 
-    overrides = tiny_run_overrides(fake_data_root, "model=cnn7_bn", "trainer.max_epochs=1", "dataset.train_subset=100",
-                                   f"dataset.device_resident={device_resident}",
-                                   "+callbacks.precise_bn._target_=certlight.callbacks.PreciseBatchNorm")
+    from conftest import compose_train, tiny_run_overrides
+
+    overrides = tiny_run_overrides(
+        fake_data_root,
+        "model=cnn7_bn",
+        "trainer.max_epochs=1",
+        "dataset.train_subset=100",
+        f"dataset.device_resident={device_resident}",
+        "+callbacks.precise_bn._target_=certlight.callbacks.PreciseBatchNorm",
+    )
     run = build_run(compose_train(overrides, tmp_path), tmp_path)
     run.trainer.fit(run.module, datamodule=run.datamodule)
     net = run.module.net
     layers = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
     means = {layer: [] for layer in layers}
-    hooks = [layer.register_forward_hook(lambda m, inputs, out: means[m].append(inputs[0].mean(dim=(0, 2, 3)))) for layer in layers]
+    hooks = [
+        layer.register_forward_hook(lambda m, inputs, out: means[m].append(inputs[0].mean(dim=(0, 2, 3))))
+        for layer in layers
+    ]
     net.train()
     for layer in layers:
         layer.momentum = 0.0  # run the batches without touching the statistics under test

@@ -37,7 +37,10 @@ def test_values_and_gradients_are_the_plain_ops(alpha):
         leaves = [t.clone().requires_grad_(True) for t in (coefficients, lower, upper) + ((trained,) if alpha else ())]
         out, bias = function(*leaves[:3], leaves[3] if alpha else None)
         generator = torch.Generator().manual_seed(2)
-        weights = (torch.randn(out.shape, generator=generator, dtype=out.dtype), torch.randn(bias.shape, generator=generator, dtype=bias.dtype))
+        weights = (
+            torch.randn(out.shape, generator=generator, dtype=out.dtype),
+            torch.randn(bias.shape, generator=generator, dtype=bias.dtype),
+        )
         torch.autograd.backward((out, bias), weights)
         return out, bias, [leaf.grad for leaf in leaves]
 

@@ -24,7 +24,13 @@ def config(seed=0, gamma=0.0, maxoff=0.0, eps_train=0.4, model="dm_small", out="
 def write_result(folder, cfg, clean, verified):
     folder.mkdir(parents=True)
     # As train.py wrote it before it recorded "complete" and the examples used: a finished run.
-    result = {"config": cfg, "eps_eval": 0.3, "epochs": cfg["trainer"]["max_epochs"], "clean_err": clean, "verified_err": verified}
+    result = {
+        "config": cfg,
+        "eps_eval": 0.3,
+        "epochs": cfg["trainer"]["max_epochs"],
+        "clean_err": clean,
+        "verified_err": verified,
+    }
     (folder / "results.json").write_text(json.dumps(result))
 
 
@@ -34,7 +40,12 @@ def test_groups_runs_differing_only_in_seed_with_hand_checked_mean_and_std(tmp_p
         write_result(tmp_path / f"base_{seed}", config(seed=seed, out=tmp_path / f"base_{seed}"), clean, verified)
     # both methods, 2 seeds: verified 0.10, 0.11 -> mean 10.50, std 0.71
     for seed, verified in enumerate([0.10, 0.11]):
-        write_result(tmp_path / f"both_{seed}", config(seed=seed, gamma=5.0, maxoff=0.15, out=tmp_path / f"both_{seed}"), 0.03, verified)
+        write_result(
+            tmp_path / f"both_{seed}",
+            config(seed=seed, gamma=5.0, maxoff=0.15, out=tmp_path / f"both_{seed}"),
+            0.03,
+            verified,
+        )
     records = [r for p in find_result_files([str(tmp_path)]) for r in read_records(p)]
     table = markdown_table(records, with_paper=True)
     rows = table.splitlines()[2:]
@@ -91,8 +102,13 @@ def test_no_arguments_is_a_usage_error():
 
 def write_verify(folder, eps_train, rows):
     folder.mkdir(parents=True)
-    results = [{"eps_eval": e, "n": 10000, "clean_err": 0.02, "pgd_err": v / 2, "verified_err": {"ibp": v, "best": v}} for e, v in rows]
-    (folder / "verify.json").write_text(json.dumps({"train_config": config(eps_train=eps_train), "methods": ["ibp"], "results": results}))
+    results = [
+        {"eps_eval": e, "n": 10000, "clean_err": 0.02, "pgd_err": v / 2, "verified_err": {"ibp": v, "best": v}}
+        for e, v in rows
+    ]
+    (folder / "verify.json").write_text(
+        json.dumps({"train_config": config(eps_train=eps_train), "methods": ["ibp"], "results": results})
+    )
 
 
 def test_grid_gives_table_1_from_verify_files(tmp_path, capsys):
@@ -150,11 +166,28 @@ def test_plot_without_result_paths_is_a_usage_error(tmp_path):
 
 def write_checkpoint_verify(folder, cfg, epochs, complete, n=10000, total=10000, verified=0.12):
     folder.mkdir(parents=True)
-    rows = [{"eps_eval": 0.3, "n": n, "clean_err": 0.03, "pgd_err": 0.08, "verified_err": {"ibp": verified, "best": verified}}]
-    (folder / "verify.json").write_text(json.dumps({
-        "train_config": cfg, "epochs_completed": epochs, "complete": complete, "train_examples": 60000,
-        "train_examples_total": 60000, "test_examples_total": total, "results": rows,
-    }))
+    rows = [
+        {
+            "eps_eval": 0.3,
+            "n": n,
+            "clean_err": 0.03,
+            "pgd_err": 0.08,
+            "verified_err": {"ibp": verified, "best": verified},
+        }
+    ]
+    (folder / "verify.json").write_text(
+        json.dumps(
+            {
+                "train_config": cfg,
+                "epochs_completed": epochs,
+                "complete": complete,
+                "train_examples": 60000,
+                "train_examples_total": 60000,
+                "test_examples_total": total,
+                "results": rows,
+            }
+        )
+    )
 
 
 def table_rows(tmp_path):
@@ -197,12 +230,19 @@ def test_rows_that_would_print_alike_name_the_keys_that_split_them(tmp_path):
 def test_a_run_and_its_verify_file_print_as_two_rows_saying_which_is_which(tmp_path):
     write_result(tmp_path / "run", config(out=tmp_path / "run"), 0.03, 0.12)
     result = json.loads((tmp_path / "run" / "results.json").read_text())
-    result.update(complete=True, train_examples=60000, train_examples_total=60000, test_examples=10000)  # as train.py writes it today
+    result.update(
+        complete=True, train_examples=60000, train_examples_total=60000, test_examples=10000
+    )  # as train.py writes it today
     (tmp_path / "run" / "results.json").write_text(json.dumps(result))
-    write_checkpoint_verify(tmp_path / "verified", config(out=tmp_path / "run"), epochs=100, complete=True, verified=0.11)
+    write_checkpoint_verify(
+        tmp_path / "verified", config(out=tmp_path / "run"), epochs=100, complete=True, verified=0.11
+    )
     rows = table_rows(tmp_path)
     assert rows[0].endswith("| differs in |")
-    assert sorted((r.split("|")[-5].strip(), r.rsplit("|", 2)[1].strip()) for r in rows[2:]) == [("11.00", "from verify.json"), ("12.00", "from results.json")]
+    assert sorted((r.split("|")[-5].strip(), r.rsplit("|", 2)[1].strip()) for r in rows[2:]) == [
+        ("11.00", "from verify.json"),
+        ("12.00", "from results.json"),
+    ]
 
 
 def test_two_runs_of_the_same_seed_are_refused_not_pooled(tmp_path, capsys):
@@ -215,12 +255,17 @@ def test_two_runs_of_the_same_seed_are_refused_not_pooled(tmp_path, capsys):
 
 def test_labels_must_match_the_runs_and_the_plot_folder_must_exist(tmp_path, capsys):
     write_result(tmp_path / "run", config(), 0.03, 0.12)
-    (tmp_path / "run" / "margin_histograms.json").write_text(json.dumps([{"epoch": 0, "bins": [-1, 0, 1], "test_margin": [1, 2]}]))
+    (tmp_path / "run" / "margin_histograms.json").write_text(
+        json.dumps([{"epoch": 0, "bins": [-1, 0, 1], "test_margin": [1, 2]}])
+    )
     with pytest.raises(SystemExit):
         report_main(["--margins", str(tmp_path / "run"), "--labels", "a", "b"])
     assert "--labels gives 2 labels for 1 run" in capsys.readouterr().err
     assert report_main([str(tmp_path / "run"), "--plot", str(tmp_path / "missing" / "seeds.png")]) == 2
-    assert f"--plot {tmp_path / 'missing' / 'seeds.png'}: folder {tmp_path / 'missing'} does not exist" in capsys.readouterr().err
+    assert (
+        f"--plot {tmp_path / 'missing' / 'seeds.png'}: folder {tmp_path / 'missing'} does not exist"
+        in capsys.readouterr().err
+    )
 
 
 def write_verify_with_cascade(run_dir):

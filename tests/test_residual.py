@@ -2,15 +2,16 @@
 
 import pytest
 import torch
-from conftest import compose_train, tiny_run_overrides
 from test_bounds_crown import sampled_min_margins
 
+from certlight.attacks import pgd_margins
 from certlight.bounds import input_box, margin_lower_bounds, margin_spec
 from certlight.bounds.backends import make_backend
 from certlight.bounds.lirpa import lirpa_available
-from certlight.attacks import pgd_margins
 from certlight.models import Residual, resnet_small
 from certlight.runs.pipeline import train
+
+from conftest import compose_train, tiny_run_overrides
 
 METHODS = ("ibp", "crown_ibp", "crown", "alpha_crown")
 
@@ -77,17 +78,50 @@ def test_bounds_equal_auto_lirpa(method):
 
 @pytest.mark.parametrize("method", ["ibp", "crown_ibp"])
 def test_a_residual_network_trains(method, fake_data_root, tmp_path):
-    overrides = tiny_run_overrides(fake_data_root, "model=resnet_small", "model.width=2", f"method={method}", "trainer.max_epochs=1", "dataset.train_subset=100")
+    overrides = tiny_run_overrides(
+        fake_data_root,
+        "model=resnet_small",
+        "model.width=2",
+        f"method={method}",
+        "trainer.max_epochs=1",
+        "dataset.train_subset=100",
+    )
     results = train(compose_train(overrides, tmp_path), tmp_path)
-    assert results["complete"] and 0 <= results["clean_err"] <= results["verified_err"] <= 1
+    assert results["complete"]
+    # Validation inside Lightning and verify from the run folder: two paths, the same numbers.
+    from test_verify import compose_verify
+
+    from certlight.verify import verify
+
+    report = verify(
+        compose_verify(
+            [
+                f"ckpt={tmp_path}",
+                f"data.root={fake_data_root}",
+                f"methods=[{','.join(results['verified_err_by_method'])}]",
+                "pgd.steps=1",
+            ]
+        ),
+        tmp_path / "verify",
+    )
+    (row,) = report["results"]
+    assert row["clean_err"] == pytest.approx(results["clean_err"])
+    assert {m: row["verified_err"][m] for m in results["verified_err_by_method"]} == pytest.approx(
+        results["verified_err_by_method"]
+    )
 
 
 @pytest.mark.parametrize("extra", [torch.nn.AvgPool2d(2), torch.nn.Identity(), torch.nn.Dropout(0.3)])
 def test_pooling_identity_and_eval_dropout_are_bounded_soundly(extra):
     torch.manual_seed(0)
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.ReLU(), extra, torch.nn.Flatten(),
-        torch.nn.LazyLinear(6), torch.nn.ReLU(), torch.nn.Linear(6, 4),
+        torch.nn.Conv2d(2, 3, 3, padding=1),
+        torch.nn.ReLU(),
+        extra,
+        torch.nn.Flatten(),
+        torch.nn.LazyLinear(6),
+        torch.nn.ReLU(),
+        torch.nn.Linear(6, 4),
     )
     net(torch.zeros(1, 2, 6, 6))  # materialise the lazy layer
     net.eval()
@@ -104,5 +138,8 @@ def test_an_unsupported_layer_is_named_with_the_supported_list():
     from certlight.errors import CertlightError
 
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
-    with pytest.raises(CertlightError, match=r"layer 2: layer Tanh is not supported by the native bound engine; supported: .*AvgPool2d.*Residual"):
+    with pytest.raises(
+        CertlightError,
+        match=r"layer 2: layer Tanh is not supported by the native bound engine; supported: .*AvgPool2d.*Residual",
+    ):
         check_supported(net)

@@ -6,10 +6,11 @@ import re
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import compose_train, tiny_run_overrides
 
 from certlight.errors import CertlightError
 from certlight.runs.pipeline import build_run, train
+
+from conftest import compose_train, tiny_run_overrides
 
 
 class CrashAtEpoch(pl.Callback):
@@ -34,7 +35,9 @@ def crashed_run(overrides, out, epoch):
 def stopped_checkpoint(fake_data_root, tmp_path_factory):
     """A run with re-weighting and auto-eps stopped after its first of two epochs."""
     out = tmp_path_factory.mktemp("stopped")
-    overrides = tiny_run_overrides(fake_data_root, "auto_eps.eps_maxoff=0.1", "reweight.gamma=5", "dataset.train_subset=100")
+    overrides = tiny_run_overrides(
+        fake_data_root, "auto_eps.eps_maxoff=0.1", "reweight.gamma=5", "dataset.train_subset=100"
+    )
     return overrides, crashed_run(overrides, out, 1)
 
 
@@ -57,11 +60,19 @@ def test_a_resume_that_changes_the_run_is_refused_naming_old_and_new(change, mes
 
 def test_an_allowed_change_is_made_and_recorded_in_results(stopped_checkpoint, tmp_path):
     overrides, last = stopped_checkpoint
-    cfg = compose_train([*overrides, f"ckpt_path={last}", "auto_eps.eps_maxoff=0", "allow_resume_changes=[auto_eps.eps_maxoff]"], tmp_path)
+    cfg = compose_train(
+        [*overrides, f"ckpt_path={last}", "auto_eps.eps_maxoff=0", "allow_resume_changes=[auto_eps.eps_maxoff]"],
+        tmp_path,
+    )
     results = train(cfg, tmp_path)  # auto-eps off now: its table is dropped, not a state_dict traceback
     first, second = results["parts"]
     assert first["output_dir"] == str(last.parents[1]) and first["first_epoch"] == 0
-    assert second == {"output_dir": str(tmp_path), "first_epoch": 1, "resumed_from": str(last), "config_changes": {"auto_eps.eps_maxoff": [0.1, 0]}}
+    assert second == {
+        "output_dir": str(tmp_path),
+        "first_epoch": 1,
+        "resumed_from": str(last),
+        "config_changes": {"auto_eps.eps_maxoff": [0.1, 0]},
+    }
     assert results["epochs"] == 2 and results["complete"]
     assert json.loads((tmp_path / "results.json").read_text())["parts"] == results["parts"]
 
@@ -69,7 +80,13 @@ def test_an_allowed_change_is_made_and_recorded_in_results(stopped_checkpoint, t
 def test_a_checkpoint_of_another_model_is_refused(stopped_checkpoint, tmp_path):
     overrides, last = stopped_checkpoint
     cfg = compose_train([*overrides, f"ckpt_path={last}", "model=dm_medium", "allow_resume_changes=[model]"], tmp_path)
-    with pytest.raises(CertlightError, match=re.escape("the checkpoint belongs to another model or dataset (model._target_: 'certlight.models.dm_small' -> 'certlight.models.dm_medium'")):
+    with pytest.raises(
+        CertlightError,
+        match=re.escape(
+            "the checkpoint belongs to another model or dataset (model._target_: "
+            "'certlight.models.dm_small' -> 'certlight.models.dm_medium'"
+        ),
+    ):
         build_run(cfg, tmp_path)
 
 
@@ -89,15 +106,24 @@ def test_stop_and_resume_is_bit_identical_to_the_uninterrupted_run(method, fake_
     """Auto-eps, re-weighting and augmentation on; 3 epochs straight vs 1 + crash + resume; the
     adversarial methods draw random PGD starts and use the warm-up regulariser."""
     overrides = tiny_run_overrides(
-        fake_data_root, f"method={method}", "trainer.max_epochs=3", "schedule.ramp_epochs=2", "auto_eps.eps_maxoff=0.1", "reweight.gamma=5",
-        "dataset.augment=true", "dataset.train_subset=150",
+        fake_data_root,
+        f"method={method}",
+        "trainer.max_epochs=3",
+        "schedule.ramp_epochs=2",
+        "auto_eps.eps_maxoff=0.1",
+        "reweight.gamma=5",
+        "dataset.augment=true",
+        "dataset.train_subset=150",
     )
     straight = train(compose_train(overrides, tmp_path / "straight"), tmp_path / "straight")
     last = crashed_run(overrides, tmp_path / "first", 1)
     resumed = train(compose_train([*overrides, f"ckpt_path={last}"], tmp_path / "second"), tmp_path / "second")
     for key in ("clean_err", "verified_err", "epochs"):
         assert resumed[key] == straight[key], key
-    weights = [torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"] for run in ("straight", "second")]
+    weights = [
+        torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+        for run in ("straight", "second")
+    ]
     assert weights[0].keys() == weights[1].keys()
     for name in weights[0]:
         assert torch.equal(weights[0][name], weights[1][name]), name
@@ -149,6 +175,8 @@ def test_resuming_a_finished_run_is_refused_and_writes_nothing(fake_data_root, t
     train(compose_train(overrides, tmp_path / "done"), tmp_path / "done")
     again = tmp_path / "again"
     cfg = compose_train([*overrides, f"ckpt_path={tmp_path / 'done' / 'checkpoints' / 'last.ckpt'}"], again)
-    with pytest.raises(CertlightError, match=re.escape("that run already finished 1 of trainer.max_epochs=1 epochs; nothing to resume")):
+    with pytest.raises(
+        CertlightError, match=re.escape("that run already finished 1 of trainer.max_epochs=1 epochs; nothing to resume")
+    ):
         train(cfg, again)
     assert not (again / "results.json").exists()

@@ -8,18 +8,26 @@ import sys
 
 import optuna
 import pytest
-from conftest import REPO, tiny_run_overrides
 from hydra import compose, initialize_config_dir
 
-from certlight.runs.devices import claim_gpu, release_gpu
 from certlight.report import main as report
+from certlight.runs.devices import claim_gpu, release_gpu
+
+from conftest import REPO, tiny_run_overrides
 
 TINY = ("dataset.train_subset=100", "dataset.test_subset=50", "trainer.max_epochs=1", "schedule.ramp_epochs=0")
 
 
 def run_train(*overrides, cwd):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, str(REPO / "train.py"), *overrides], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *overrides],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -29,8 +37,12 @@ def test_optuna_search_records_failed_trials_and_resumes_its_study(fake_data_roo
     sweep = tmp_path / "search"
     # eps_maxoff 0.5 > eps.train 0.1 is refused: those trials fail, the others finish.
     overrides = [
-        "-m", "hparams_search=tactics_optuna", f"hydra.sweep.dir={sweep}", "auto_eps.eps_maxoff=choice(0.05,0.5)",
-        "hydra.sweeper.sampler.seed=3", *tiny_run_overrides(fake_data_root, *TINY),
+        "-m",
+        "hparams_search=tactics_optuna",
+        f"hydra.sweep.dir={sweep}",
+        "auto_eps.eps_maxoff=choice(0.05,0.5)",
+        "hydra.sweeper.sampler.seed=3",
+        *tiny_run_overrides(fake_data_root, *TINY),
     ]
     run_train(*overrides, "hydra.sweeper.n_trials=4", cwd=tmp_path)
     study = optuna.load_study(study_name="tactics", storage=f"sqlite:///{sweep / 'study.db'}")
@@ -45,7 +57,9 @@ def test_optuna_search_records_failed_trials_and_resumes_its_study(fake_data_roo
     resumed = optuna.load_study(study_name="tactics", storage=f"sqlite:///{sweep / 'study.db'}")
     assert len(resumed.trials) == 5
     # No trial folder of the first part was overwritten by the second part's (job numbers restart).
-    assert len(list(sweep.glob("*/results.json"))) == sum(t.state == optuna.trial.TrialState.COMPLETE for t in resumed.trials)
+    assert len(list(sweep.glob("*/results.json"))) == sum(
+        t.state == optuna.trial.TrialState.COMPLETE for t in resumed.trials
+    )
 
     assert report(["--study", str(sweep / "study.db"), "--plot", str(tmp_path / "study.png")]) == 0
     out = capsys.readouterr().out
@@ -56,13 +70,30 @@ def test_optuna_search_records_failed_trials_and_resumes_its_study(fake_data_roo
 @pytest.mark.slow
 def test_submitit_local_runs_a_two_job_multirun(fake_data_root, tmp_path):
     sweep = tmp_path / "sweep"
-    run_train("-m", "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep}", "seed=0,1", *tiny_run_overrides(fake_data_root, *TINY), cwd=tmp_path)
+    run_train(
+        "-m",
+        "hydra/launcher=submitit_local",
+        f"hydra.sweep.dir={sweep}",
+        "seed=0,1",
+        *tiny_run_overrides(fake_data_root, *TINY),
+        cwd=tmp_path,
+    )
     assert sorted(p.parent.name for p in sweep.glob("*/results.json")) == ["0", "1"]
 
 
 def test_slurm_launcher_takes_nodes_and_gpus_from_the_trainer():
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "+trainer.num_nodes=2", "hydra.launcher.partition=gpu"], return_hydra_config=True)
+        cfg = compose(
+            "train",
+            overrides=[
+                "hydra/launcher=slurm",
+                "trainer=ddp",
+                "trainer.devices=4",
+                "+trainer.num_nodes=2",
+                "hydra.launcher.partition=gpu",
+            ],
+            return_hydra_config=True,
+        )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node, launcher.partition) == (2, 4, 4, "gpu")
@@ -89,12 +120,15 @@ def test_a_job_claims_a_gpu_no_other_job_holds(tmp_path):
 
 
 def test_side_by_side_jobs_on_a_cpu_trainer_are_refused_in_one_line(fake_data_root, tmp_path):
-    from conftest import compose_train
-
     from certlight.errors import CertlightError
     from certlight.runs.pipeline import build_run
 
-    with pytest.raises(CertlightError, match="parallel_gpus=2 gives each job one GPU: it needs trainer=gpu, not trainer.accelerator=cpu"):
+    from conftest import compose_train
+
+    with pytest.raises(
+        CertlightError,
+        match="parallel_gpus=2 gives each job one GPU: it needs trainer=gpu, not trainer.accelerator=cpu",
+    ):
         build_run(compose_train(tiny_run_overrides(fake_data_root, "parallel_gpus=2"), tmp_path), tmp_path)
 
 

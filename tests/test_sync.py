@@ -14,8 +14,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from certlight.data import CertifiedDataModule
 from certlight.losses import Reweighting
-from certlight.models import cnn7_bn, dm_small
 from certlight.methods import AutoEpsilon, CrownIBPModule, IBPModule
+from certlight.models import cnn7_bn, dm_small
 from certlight.schedules import TrainingSchedule
 
 aten = torch.ops.aten

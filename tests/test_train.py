@@ -8,14 +8,18 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, compose_train, tiny_run_overrides
+import torch
 
 from certlight.runs.pipeline import train
+
+from conftest import REPO, compose_train, tiny_run_overrides
 
 
 def run_train_py(*args, cwd):
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.mark.slow
@@ -29,9 +33,23 @@ def test_train_py_trains_and_writes_results(fake_data_root, tmp_path):
     assert 0 <= results["clean_err"] <= results["verified_err"] <= 1
     assert results["hardware"] and results["wall_time_s"] > 0
     assert (out / "checkpoints" / "last.ckpt").is_file()
+    # weights.pt is the network that was evaluated: it reproduces the reported clean error
+    from certlight.data import CertifiedDataModule
+    from certlight.models import dm_small
+
+    net = dm_small()
+    net.load_state_dict(torch.load(out / "weights.pt", weights_only=True)["state_dict"])
+    data = CertifiedDataModule("mnist", root=str(fake_data_root), device_resident=False)
+    data.setup("test")
+    x, y, _ = data.test_set.__getitems__(list(range(len(data.test_set))))
+    with torch.no_grad():
+        assert (net.eval()(x).argmax(1) != y).float().mean().item() == pytest.approx(results["clean_err"])
     # the run folder at the start, and at the end with the errors and the radius they are at
     assert f"run folder: {out}" in proc.stdout
-    assert f"verified error {100 * results['verified_err']:.2f}% at eps_eval=0.05; results in {out / 'results.json'}" in proc.stdout
+    assert (
+        f"verified error {100 * results['verified_err']:.2f}% at eps_eval=0.05; results in {out / 'results.json'}"
+        in proc.stdout
+    )
     assert f"run folder: {out}" in (out / "train.log").read_text()
 
 
@@ -44,7 +62,9 @@ def test_train_py_trains_and_writes_results(fake_data_root, tmp_path):
     ],
 )
 def test_train_py_reports_bad_input_in_one_line_without_a_traceback(override, message, fake_data_root, tmp_path):
-    proc = run_train_py(*tiny_run_overrides(fake_data_root), override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    proc = run_train_py(
+        *tiny_run_overrides(fake_data_root), override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
     assert proc.returncode != 0
     assert message in proc.stderr and "certlight: error:" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -55,7 +75,14 @@ def test_a_killed_run_exits_non_zero_and_leaves_results_marked_incomplete(fake_d
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     args = [*tiny_run_overrides(fake_data_root, "trainer.max_epochs=200"), f"hydra.run.dir={out}"]
-    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while not (out / "checkpoints" / "last.ckpt").is_file() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
@@ -86,8 +113,12 @@ def test_crown_ibp_reports_both_verifiers_and_their_best(fake_data_root, tmp_pat
 def test_multirun_sweep_over_tactics_and_seeds_then_report(fake_data_root, tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_train_py(
-        "-m", *tiny_run_overrides(fake_data_root, "trainer.max_epochs=1", "dataset.train_subset=100"),
-        "reweight.gamma=0,5", "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+        "-m",
+        *tiny_run_overrides(fake_data_root, "trainer.max_epochs=1", "dataset.train_subset=100"),
+        "reweight.gamma=0,5",
+        "seed=0,1",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(list(sweep.rglob("results.json"))) == 4
@@ -108,7 +139,9 @@ def test_cifar_fixture_trains_with_fraction_epsilons_and_augmentation(fake_data_
 def test_device_resident_data_trains_exactly_like_the_host_loader(fake_data_root, tmp_path):
     runs = {}
     for resident in ("false", "true"):
-        cfg = compose_train(tiny_run_overrides(fake_data_root, f"dataset.device_resident={resident}"), tmp_path / resident)
+        cfg = compose_train(
+            tiny_run_overrides(fake_data_root, f"dataset.device_resident={resident}"), tmp_path / resident
+        )
         runs[resident] = train(cfg, tmp_path / resident)
     for key in ("clean_err", "verified_err"):
         assert runs["true"][key] == runs["false"][key]
@@ -119,7 +152,11 @@ def test_schedule_values_reach_the_logger_every_log_interval(fake_data_root, tmp
     train(cfg, tmp_path)
     rows = [line.split(",") for line in next(tmp_path.glob("csv/*/metrics.csv")).read_text().splitlines()]
     header = rows[0]
-    logged = [(int(r[header.index("step")]), float(r[header.index("schedule/eps")])) for r in rows[1:] if r[header.index("schedule/eps")]]
+    logged = [
+        (int(r[header.index("step")]), float(r[header.index("schedule/eps")]))
+        for r in rows[1:]
+        if r[header.index("schedule/eps")]
+    ]
     # 6 steps per epoch, 2 epochs, ramp over the first: eps = 0.1 * step / 6, then 0.1
     assert [step for step, _ in logged] == [0, 2, 4, 6, 8, 10]
     for step, eps in logged:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, compose_train, tiny_run_overrides
 
 from certlight.bounds.backends import NativeBounds
 from certlight.errors import CertlightError
@@ -15,11 +14,15 @@ from certlight.evaluation import UnsoundBoundError, certify_dataset
 from certlight.runs.pipeline import train
 from certlight.verify import verify
 
+from conftest import REPO, compose_train, tiny_run_overrides
+
 
 @pytest.fixture(scope="module")
 def trained_checkpoint(fake_data_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained")
-    cfg = compose_train(tiny_run_overrides(fake_data_root, "trainer.max_epochs=4", "eps.train=0.02", "eps.eval=0.01"), out)
+    cfg = compose_train(
+        tiny_run_overrides(fake_data_root, "trainer.max_epochs=4", "eps.train=0.02", "eps.eval=0.01"), out
+    )
     train(cfg, out)
     return out / "checkpoints" / "last.ckpt"
 
@@ -32,21 +35,34 @@ def run_verify(*args, cwd):
 
 
 def test_verify_reports_every_method_at_every_radius(trained_checkpoint, fake_data_root, tmp_path, capsys):
-    cfg = compose_verify([
-        f"ckpt={trained_checkpoint}", f"data.root={fake_data_root}", "eps.eval=[0.0,0.01,0.03]", "methods=[ibp,crown_ibp,crown]",
-        "pgd.steps=10", "test_subset=50",
-    ])
+    cfg = compose_verify(
+        [
+            f"ckpt={trained_checkpoint}",
+            f"data.root={fake_data_root}",
+            "eps.eval=[0.0,0.01,0.03]",
+            "methods=[ibp,crown_ibp,crown]",
+            "pgd.steps=10",
+            "test_subset=50",
+        ]
+    )
     report = verify(cfg, tmp_path)
     assert json.loads((tmp_path / "verify.json").read_text()) == json.loads(json.dumps(report))
     assert report["methods"] == ["ibp", "crown_ibp", "crown"] and [r["n"] for r in report["results"]] == [50, 50, 50]
     assert (report["epochs_completed"], report["complete"]) == (4, True)
-    assert "| eps_eval | clean err | PGD err | verified (ibp) | verified (crown_ibp) | verified (crown) | verified (best) |" in capsys.readouterr().out
+    assert (
+        "| eps_eval | clean err | PGD err | verified (ibp) | "
+        "verified (crown_ibp) | verified (crown) | verified (best) |" in capsys.readouterr().out
+    )
     at_zero = report["results"][0]
     # at eps 0 the box is a point: every correct example is verified, by every method
     for method in ("ibp", "crown_ibp", "crown"):
         assert at_zero["verified_err"][method] == pytest.approx(at_zero["clean_err"])
     # a larger box never verifies more
-    assert report["results"][2]["verified_err"]["best"] >= report["results"][1]["verified_err"]["best"] > at_zero["verified_err"]["best"] - 1e-9
+    assert (
+        report["results"][2]["verified_err"]["best"]
+        >= report["results"][1]["verified_err"]["best"]
+        > at_zero["verified_err"]["best"] - 1e-9
+    )
 
 
 def test_an_unsound_bound_stops_the_evaluation(trained_checkpoint):
@@ -54,7 +70,9 @@ def test_an_unsound_bound_stops_the_evaluation(trained_checkpoint):
     from certlight.models import dm_small
 
     net = dm_small()
-    net.load_state_dict({k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")})
+    net.load_state_dict(
+        {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    )
 
     class Overconfident(NativeBounds):
         def margins(self, x, lower, upper, y, method="ibp", batchnorm=None):
@@ -76,9 +94,13 @@ def compose_verify(overrides):
 def test_verify_checks_the_runs_own_radius_by_default(fake_data_root, tmp_path):
     """A Fashion-MNIST run trained and evaluated at 0.07: verify without eps.eval uses 0.07."""
     out = tmp_path / "run"
-    overrides = tiny_run_overrides(fake_data_root, "dataset=fashion_mnist", "trainer.max_epochs=1", "eps.train=0.08", "eps.eval=0.07")
+    overrides = tiny_run_overrides(
+        fake_data_root, "dataset=fashion_mnist", "trainer.max_epochs=1", "eps.train=0.08", "eps.eval=0.07"
+    )
     train(compose_train(overrides, out), out)
-    cfg = compose_verify([f"ckpt={out / 'checkpoints' / 'last.ckpt'}", f"data.root={fake_data_root}", "pgd.steps=2", "test_subset=20"])
+    cfg = compose_verify(
+        [f"ckpt={out / 'checkpoints' / 'last.ckpt'}", f"data.root={fake_data_root}", "pgd.steps=2", "test_subset=20"]
+    )
     report = verify(cfg, tmp_path / "verify")
     assert [row["eps_eval"] for row in report["results"]] == [pytest.approx(0.07)]
     assert report["train_config"]["dataset"]["name"] == "fashion_mnist"
@@ -87,7 +109,10 @@ def test_verify_checks_the_runs_own_radius_by_default(fake_data_root, tmp_path):
 
 @pytest.mark.parametrize(
     "override, message",
-    [("ckpt=null", "ckpt=PATH is required"), ("ckpt=/nonexistent/nope.ckpt", "ckpt=/nonexistent/nope.ckpt: no such file")],
+    [
+        ("ckpt=null", "ckpt=PATH is required"),
+        ("ckpt=/nonexistent/nope.ckpt", "ckpt=/nonexistent/nope.ckpt: no such file"),
+    ],
 )
 def test_verify_names_a_missing_checkpoint(override, message, tmp_path):
     with pytest.raises(CertlightError, match=re.escape(message)):
@@ -105,7 +130,10 @@ def test_verify_at_the_runs_radius_reproduces_the_runs_own_errors(trained_checkp
     """Validation (inside Lightning) and verify (from the checkpoint) are two paths to the same
     numbers: they must agree exactly."""
     results = json.loads((trained_checkpoint.parents[1] / "results.json").read_text())
-    report = verify(compose_verify([f"ckpt={trained_checkpoint}", f"data.root={fake_data_root}", "methods=[ibp]", "pgd.steps=2"]), tmp_path)
+    report = verify(
+        compose_verify([f"ckpt={trained_checkpoint}", f"data.root={fake_data_root}", "methods=[ibp]", "pgd.steps=2"]),
+        tmp_path,
+    )
     (row,) = report["results"]
     assert row["eps_eval"] == pytest.approx(results["eps_eval"])
     assert row["clean_err"] == pytest.approx(results["clean_err"])
@@ -113,10 +141,17 @@ def test_verify_at_the_runs_radius_reproduces_the_runs_own_errors(trained_checkp
 
 
 def test_verify_runs_the_cascade_beside_single_methods(trained_checkpoint, fake_data_root, tmp_path, capsys):
-    cfg = compose_verify([
-        f"ckpt={trained_checkpoint}", f"data.root={fake_data_root}", "methods=[ibp,cascade]", "cascade_stages=[ibp,crown_ibp]",
-        "pgd.steps=2", "test_subset=30", "eps.eval=0.02",
-    ])
+    cfg = compose_verify(
+        [
+            f"ckpt={trained_checkpoint}",
+            f"data.root={fake_data_root}",
+            "methods=[ibp,cascade]",
+            "cascade_stages=[ibp,crown_ibp]",
+            "pgd.steps=2",
+            "test_subset=30",
+            "eps.eval=0.02",
+        ]
+    )
     (row,) = verify(cfg, tmp_path)["results"]
     assert [stage["stage"] for stage in row["cascade"]] == ["ibp", "crown_ibp"]
     first, second = row["cascade"]
@@ -132,10 +167,15 @@ def test_verify_judges_an_image_folder_run_from_its_folder(tmp_path):
 
     write_folder(tmp_path / "pets", channels=1)
     run_dir = tmp_path / "run"
-    overrides = tiny_run_overrides(tmp_path, "dataset=image_folder", "dataset.folder=pets", "dataset.batch_size=6", "trainer.max_epochs=1")
+    overrides = tiny_run_overrides(
+        tmp_path, "dataset=image_folder", "dataset.folder=pets", "dataset.batch_size=6", "trainer.max_epochs=1"
+    )
     results = train(compose_train(overrides, run_dir), run_dir)
     assert torch.load(run_dir / "weights.pt", weights_only=True)["dataset"] == "image_folder"
-    report = verify(compose_verify([f"ckpt={run_dir}", f"data.root={tmp_path}", "methods=[ibp]", "pgd.steps=2"]), tmp_path / "verify")
+    report = verify(
+        compose_verify([f"ckpt={run_dir}", f"data.root={tmp_path}", "methods=[ibp]", "pgd.steps=2"]),
+        tmp_path / "verify",
+    )
     (row,) = report["results"]
     assert report["ckpt"] == str(run_dir / "weights.pt") and row["n"] == 12  # 4 test images per class, 3 classes
     assert row["clean_err"] == pytest.approx(results["clean_err"])
@@ -148,9 +188,19 @@ def test_two_verify_runs_of_one_checkpoint_report_identical_numbers(fake_data_ro
 
     def run(name, seed):
         # pgd.steps=0: random points of a wide box only, so the attack's error depends on its starts
-        args = [f"ckpt={run_dir}", f"data.root={fake_data_root}", "methods=[ibp,cascade]", "cascade_stages=[ibp]",
-                "pgd.steps=0", "eps.eval=0.4", f"seed={seed}"]
-        return [{k: r[k] for k in ("pgd_err", "verified_err", "clean_err")} for r in verify(compose_verify(args), tmp_path / name)["results"]]
+        args = [
+            f"ckpt={run_dir}",
+            f"data.root={fake_data_root}",
+            "methods=[ibp,cascade]",
+            "cascade_stages=[ibp]",
+            "pgd.steps=0",
+            "eps.eval=0.4",
+            f"seed={seed}",
+        ]
+        return [
+            {k: r[k] for k in ("pgd_err", "verified_err", "clean_err")}
+            for r in verify(compose_verify(args), tmp_path / name)["results"]
+        ]
 
     first = run("a", 0)
     assert first == run("b", 0)
@@ -158,21 +208,67 @@ def test_two_verify_runs_of_one_checkpoint_report_identical_numbers(fake_data_ro
 
 
 def test_a_weights_file_of_another_model_is_refused(trained_checkpoint, tmp_path):
-    from certlight.runs.checkpoints import write_weights
     from certlight.models import dm_medium
+    from certlight.runs.checkpoints import write_weights
 
     results = json.loads((trained_checkpoint.parents[1] / "results.json").read_text())
     (tmp_path / "results.json").write_text(json.dumps(results))
     config = {**results["config"], "model": {"_target_": "certlight.models.dm_medium"}}
     write_weights(tmp_path / "weights.pt", dm_medium(1, 28, 10).state_dict(), config)
-    with pytest.raises(CertlightError, match=r"belongs to another model or dataset .*model: weights .*dm_medium.*results.json .*dm_small"):
+    with pytest.raises(
+        CertlightError,
+        match=r"belongs to another model or dataset .*model: weights .*dm_medium.*results.json .*dm_small",
+    ):
         verify(compose_verify([f"ckpt={tmp_path}"]), tmp_path / "verify")
 
 
-@pytest.mark.skipif(not __import__("certlight.bounds.lirpa", fromlist=["x"]).lirpa_available(), reason="auto_LiRPA not installed (CI installs it)")
+@pytest.mark.skipif(
+    not __import__("certlight.bounds.lirpa", fromlist=["x"]).lirpa_available(),
+    reason="auto_LiRPA not installed (CI installs it)",
+)
 @pytest.mark.parametrize("methods", ["[ibp,alpha_crown]", "[cascade]"])
-def test_auto_lirpa_with_alpha_crown_is_refused_before_anything_runs(trained_checkpoint, fake_data_root, tmp_path, methods):
-    cfg = compose_verify([f"ckpt={trained_checkpoint}", f"data.root={fake_data_root}", f"methods={methods}", "bounds.backend=auto_lirpa"])
+def test_auto_lirpa_with_alpha_crown_is_refused_before_anything_runs(
+    trained_checkpoint, fake_data_root, tmp_path, methods
+):
+    cfg = compose_verify(
+        [f"ckpt={trained_checkpoint}", f"data.root={fake_data_root}", f"methods={methods}", "bounds.backend=auto_lirpa"]
+    )
     with pytest.raises(CertlightError, match="^bounds.backend=auto_lirpa cannot compute alpha_crown"):
         verify(cfg, tmp_path)
     assert not (tmp_path / "verify.json").exists()
+
+
+def test_verify_reports_the_exact_milp_column_and_its_stages(fake_data_root, tmp_path, capsys):
+    """methods=[milp]: it runs behind IBP and CROWN-IBP, so it verifies at least what they do;
+    what it leaves is falsified or unknown (its time limit), and the counts add up. (Its
+    verdicts themselves are checked against a grid and the bounds in test_milp.py.)"""
+    run_dir = tmp_path / "natural"
+    train(compose_train(tiny_run_overrides(fake_data_root, "method=natural", "trainer.max_epochs=2"), run_dir), run_dir)
+    args = [
+        f"ckpt={run_dir}",
+        f"data.root={fake_data_root}",
+        "methods=[ibp,crown_ibp,milp]",
+        "test_subset=6",
+        "eps.eval=0.005",
+        "pgd.steps=5",
+        "milp_timeout=1",
+    ]
+    (row,) = verify(compose_verify(args), tmp_path / "verify")["results"]
+    assert row["verified_err"]["milp"] <= min(row["verified_err"]["ibp"], row["verified_err"]["crown_ibp"])
+    stages = {s["stage"]: s for s in row["milp_stages"]}
+    assert list(stages) == ["ibp", "crown_ibp", "milp"]
+    milp = stages["milp"]
+    assert milp["ran_on"] == stages["crown_ibp"]["ran_on"] - stages["crown_ibp"]["verified"] > 0
+    assert milp["verified"] + milp["falsified"] + milp["unknown"] == milp["ran_on"]
+    assert row["falsified_err"] >= row["pgd_err"] - 1e-6  # pgd_err is a float32 rate
+    assert "falsified err" in capsys.readouterr().out
+
+
+def test_milp_is_refused_above_its_neuron_limit_and_only_last_in_a_cascade(
+    trained_checkpoint, fake_data_root, tmp_path
+):
+    base = [f"ckpt={trained_checkpoint}", f"data.root={fake_data_root}"]
+    with pytest.raises(CertlightError, match=r"^milp: the network has 6004 ReLUs, more than milp_max_neurons=100"):
+        verify(compose_verify([*base, "methods=[milp]", "milp_max_neurons=100"]), tmp_path)
+    with pytest.raises(CertlightError, match="milp decides every example it runs on, so it can only be the last stage"):
+        verify(compose_verify([*base, "methods=[cascade]", "cascade_stages=[milp,ibp]"]), tmp_path)

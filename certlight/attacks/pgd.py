@@ -89,7 +89,9 @@ def pgd_point(
         return _keep_best(point, F.cross_entropy(forward(point), y, reduction="none"), best, best_loss)[0]
 
 
-def pgd_point_eval_mode(net: torch.nn.Module, y, lower, upper, steps: int, step_size: float, decay_at: tuple[float, ...] = ()) -> torch.Tensor:
+def pgd_point_eval_mode(
+    net: torch.nn.Module, y, lower, upper, steps: int, step_size: float, decay_at: tuple[float, ...] = ()
+) -> torch.Tensor:
     """:func:`pgd_point` with ``net`` in eval mode (BatchNorm on running statistics, as the
     released MTL-IBP and SABR code attack), its mode restored afterwards."""
     training = net.training

@@ -43,7 +43,9 @@ class ReluInputBounds(Protocol):
     """The optional capability Shi et al.'s regulariser reads: the training bounds and the IBP
     interval of every ReLU input, in network order."""
 
-    def mixed_with_relu_inputs(self, x, lower, upper, y, beta: float, state: WalkState | None = None) -> tuple[torch.Tensor, list]: ...
+    def mixed_with_relu_inputs(
+        self, x, lower, upper, y, beta: float, state: WalkState | None = None
+    ) -> tuple[torch.Tensor, list]: ...
 
 
 def check_options(compile: bool, alpha_iterations: int, alpha_lr: float, max_memory_gb: float | None) -> None:
@@ -55,7 +57,12 @@ def check_options(compile: bool, alpha_iterations: int, alpha_lr: float, max_mem
     for name, value in (("alpha_lr", alpha_lr), ("max_memory_gb", max_memory_gb)):
         if name == "max_memory_gb" and value is None:
             continue
-        if isinstance(value, (bool, str)) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        if (
+            isinstance(value, (bool, str))
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+        ):
             raise ValueError(f"{name}={value!r} must be a number > 0")
 
 
@@ -64,7 +71,14 @@ class NativeBounds:
 
     methods = BOUND_METHODS
 
-    def __init__(self, net: nn.Module, compile: bool = False, alpha_iterations: int = 20, alpha_lr: float = 0.5, max_memory_gb: float | None = None):
+    def __init__(
+        self,
+        net: nn.Module,
+        compile: bool = False,
+        alpha_iterations: int = 20,
+        alpha_lr: float = 0.5,
+        max_memory_gb: float | None = None,
+    ):
         check_supported(net)
         self.net = net
         self.passes = EAGER.compiled() if compile else EAGER
@@ -79,7 +93,16 @@ class NativeBounds:
             return margin_lower_bounds(self.net, lower, upper, y, method, state, **self.alpha)
         per_pass, element_budget = self._plan(method, lower.shape[1:])
         parts = [
-            margin_lower_bounds(self.net, lower[i : i + per_pass], upper[i : i + per_pass], y[i : i + per_pass], method, state, element_budget=element_budget, **self.alpha)
+            margin_lower_bounds(
+                self.net,
+                lower[i : i + per_pass],
+                upper[i : i + per_pass],
+                y[i : i + per_pass],
+                method,
+                state,
+                element_budget=element_budget,
+                **self.alpha,
+            )
             for i in range(0, y.shape[0], per_pass)
         ]
         return torch.cat(parts)
@@ -106,7 +129,11 @@ class NativeBounds:
 
 
 def make_backend(
-    backend: str = "native", net: nn.Module | None = None, compile: bool = False, alpha_iterations: int = 20, alpha_lr: float = 0.5,
+    backend: str = "native",
+    net: nn.Module | None = None,
+    compile: bool = False,
+    alpha_iterations: int = 20,
+    alpha_lr: float = 0.5,
     max_memory_gb: float | None = None,
 ) -> BoundBackend:
     """The bound backend for ``net`` (the ``bounds`` config builds it with ``_partial_``);

@@ -36,7 +36,8 @@ def check_supported(model: nn.Module) -> None:
     rule(model).check(model, ())
     if not isinstance(model[-1], nn.Linear):
         raise CertlightError(
-            f"the last layer must be nn.Linear (the margin specification is folded into it), got {type(model[-1]).__name__}"
+            "the last layer must be nn.Linear (the margin specification "
+            f"is folded into it), got {type(model[-1]).__name__}"
         )
 
 
@@ -140,24 +141,43 @@ def widest_layer(model: nn.Module, shape) -> int:
     return max(max(s.numel(), rule(layer).out_shape(layer, s).numel()) for layer, s in layers_with_shapes(model, shape))
 
 
-def crown_intermediate_bounds(model: nn.Sequential, lower, upper, state: WalkState | None = None, element_budget: int = DEFAULT_ELEMENT_BUDGET) -> WalkState:
+def crown_intermediate_bounds(
+    model: nn.Sequential, lower, upper, state: WalkState | None = None, element_budget: int = DEFAULT_ELEMENT_BUDGET
+) -> WalkState:
     """A state holding CROWN bounds of every ReLU's input (intersected with IBP's, which
     keeps them sound and never looser). Costs a backward pass per unstable hidden neuron;
     ``element_budget`` caps a chunk's coefficient tensor (batch x 2*chunk x widest layer)."""
     _, _, walk = interval_propagate(model, lower, upper, state, stop=len(model) - 1)
     shape = lower.shape[1:]
-    _refine(model, (), shape, _identity_prefix, walk, (lower, upper), max(1, element_budget // widest_layer(model, shape)))
+    _refine(
+        model, (), shape, _identity_prefix, walk, (lower, upper), max(1, element_budget // widest_layer(model, shape))
+    )
     return walk
 
 
-def crown_margin_lower(model: nn.Sequential, lower, upper, spec: torch.Tensor, state: WalkState | None = None, element_budget: int = DEFAULT_ELEMENT_BUDGET) -> torch.Tensor:
+def crown_margin_lower(
+    model: nn.Sequential,
+    lower,
+    upper,
+    spec: torch.Tensor,
+    state: WalkState | None = None,
+    element_budget: int = DEFAULT_ELEMENT_BUDGET,
+) -> torch.Tensor:
     """Full CROWN lower bounds of ``spec @ f(x)``: every ReLU's input bounded by CROWN too,
     so it is for evaluating (small) networks."""
-    return backward_lower_bound(model, spec, lower, upper, crown_intermediate_bounds(model, lower, upper, state, element_budget))
+    return backward_lower_bound(
+        model, spec, lower, upper, crown_intermediate_bounds(model, lower, upper, state, element_budget)
+    )
 
 
 def alpha_crown_margin_lower(
-    model: nn.Sequential, lower, upper, spec: torch.Tensor, state: WalkState | None = None, iterations: int = 20, lr: float = 0.5,
+    model: nn.Sequential,
+    lower,
+    upper,
+    spec: torch.Tensor,
+    state: WalkState | None = None,
+    iterations: int = 20,
+    lr: float = 0.5,
     element_budget: int = DEFAULT_ELEMENT_BUDGET,
 ) -> torch.Tensor:
     """α-CROWN (Xu et al. 2021): CROWN whose lower ReLU slopes are optimised.

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 
-def linear_lower(coefficients: torch.Tensor, bias: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+def linear_lower(
+    coefficients: torch.Tensor, bias: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor
+) -> torch.Tensor:
     """Exact minimum of ``coefficients @ x + bias`` over the box ``[lower, upper]``, shape (B, S).
 
     ``coefficients`` is (B, S, *box shape), ``bias`` (B, S) or broadcastable; in closed form,

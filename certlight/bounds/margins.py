@@ -9,7 +9,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from certlight.bounds.engine import DEFAULT_ELEMENT_BUDGET, alpha_crown_margin_lower, crown_ibp_margin_lower, crown_margin_lower, ibp_margin_lower
+from certlight.bounds.engine import (
+    DEFAULT_ELEMENT_BUDGET,
+    alpha_crown_margin_lower,
+    crown_ibp_margin_lower,
+    crown_margin_lower,
+    ibp_margin_lower,
+)
 from certlight.bounds.relaxation import compiled_relaxation
 from certlight.bounds.rules import WalkState
 from certlight.bounds.spec import margin_spec
@@ -66,7 +72,9 @@ def mixed_margin_bounds(
     return beta * crown_lower + (1 - beta) * ibp_lower, walk
 
 
-def mixed_margin_lower(model, lower, upper, y, beta: float, state: WalkState | None = None, passes: BoundPasses = EAGER) -> torch.Tensor:
+def mixed_margin_lower(
+    model, lower, upper, y, beta: float, state: WalkState | None = None, passes: BoundPasses = EAGER
+) -> torch.Tensor:
     """The margin lower bounds of :func:`mixed_margin_bounds` alone."""
     return mixed_margin_bounds(model, lower, upper, y, beta, state, passes)[0]
 

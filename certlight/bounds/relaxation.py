@@ -52,7 +52,9 @@ def relu_relaxation(lower: torch.Tensor, upper: torch.Tensor):
 def _weighted_over_rows(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """``sum_s weights[b, s] * values[b, s, ...]`` (B, ...), as one batched product."""
     batch, rows = weights.shape
-    return torch.bmm(weights.unsqueeze(1), values.reshape(batch, rows, values.shape[2:].numel())).view(batch, *values.shape[2:])
+    return torch.bmm(weights.unsqueeze(1), values.reshape(batch, rows, values.shape[2:].numel())).view(
+        batch, *values.shape[2:]
+    )
 
 
 def _weighted_over_units(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -99,7 +101,9 @@ def _backward(kept, lower, upper, trained_slope, grad_out, grad_bias, needs_grad
         grad_slope = negative.mul_(grad_out).sum(1)
         del negative
         if not keeps_input:
-            divisor = upper_slope + (upper_slope == 0).to(upper_slope.dtype)  # 1 where the slope is 0 (and so is the numerator)
+            divisor = upper_slope + (upper_slope == 0).to(
+                upper_slope.dtype
+            )  # 1 where the slope is 0 (and so is the numerator)
             grad_intercept, grad_slope = grad_intercept / divisor, grad_slope / divisor
         grad_lower, grad_upper = _bounds_gradient(lower, upper, upper_slope, grad_slope, grad_intercept)
     if needs_grad[0]:
@@ -130,7 +134,9 @@ class _RelaxedReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out, grad_bias):
         backward = _compiled()[1] if ctx.compiled else _backward
-        return *backward(*ctx.saved_tensors, grad_out, grad_bias, tuple(ctx.needs_input_grad[:4]), ctx.keeps_input), None
+        return *backward(
+            *ctx.saved_tensors, grad_out, grad_bias, tuple(ctx.needs_input_grad[:4]), ctx.keeps_input
+        ), None
 
 
 def _bounds_gradient(lower, upper, upper_slope, grad_slope, grad_intercept):

@@ -89,7 +89,9 @@ def rule(layer: nn.Module, key: Key | None = None) -> Rule:
             return RULES[layer_type]
     supported = ", ".join(sorted(t.__name__ for t in RULES))
     where = f"layer {_name(key)}: " if key is not None else ""
-    raise CertlightError(f"{where}layer {type(layer).__name__} is not supported by the native bound engine; supported: {supported}")
+    raise CertlightError(
+        f"{where}layer {type(layer).__name__} is not supported by the native bound engine; supported: {supported}"
+    )
 
 
 def _sum_trailing(tensor: torch.Tensor) -> torch.Tensor:
@@ -154,14 +156,20 @@ class Conv2dRule(Rule):
     def backward(self, layer, coefficients, key, state, in_shape):
         """``A @ conv`` through the transposed convolution, never unrolling conv to a dense matrix."""
         batch, specs = coefficients.shape[:2]
-        bias = (coefficients.sum(dim=(-2, -1)) * layer.bias).sum(-1) if layer.bias is not None else coefficients.new_zeros(batch, specs)
+        bias = (
+            (coefficients.sum(dim=(-2, -1)) * layer.bias).sum(-1)
+            if layer.bias is not None
+            else coefficients.new_zeros(batch, specs)
+        )
         out = coefficients.reshape(batch * specs, *coefficients.shape[2:])
         expected = [
             (o - 1) * s - 2 * p + d * (k - 1) + 1
             for o, s, p, d, k in zip(out.shape[-2:], layer.stride, layer.padding, layer.dilation, layer.kernel_size)
         ]
         output_padding = [i - e for i, e in zip(in_shape[-2:], expected)]
-        back = F.conv_transpose2d(out, layer.weight, None, layer.stride, layer.padding, output_padding, layer.groups, layer.dilation)
+        back = F.conv_transpose2d(
+            out, layer.weight, None, layer.stride, layer.padding, output_padding, layer.groups, layer.dilation
+        )
         return back.view(batch, specs, *in_shape), bias
 
 
@@ -221,12 +229,21 @@ class AvgPool2dRule(Rule):
     """Average pooling is linear with non-negative weights: the box maps end to end."""
 
     def check(self, layer, key):
-        if layer.ceil_mode or layer.divisor_override is not None or (_pair(layer.padding) != (0, 0) and not layer.count_include_pad):
-            raise CertlightError(f"layer {_name(key)} (AvgPool2d) needs ceil_mode=False, no divisor_override, and count_include_pad with padding")
+        if (
+            layer.ceil_mode
+            or layer.divisor_override is not None
+            or (_pair(layer.padding) != (0, 0) and not layer.count_include_pad)
+        ):
+            raise CertlightError(
+                f"layer {_name(key)} (AvgPool2d) needs ceil_mode=False, "
+                "no divisor_override, and count_include_pad with padding"
+            )
 
     def out_shape(self, layer, shape):
         k, s, p = _pair(layer.kernel_size), _pair(layer.stride or layer.kernel_size), _pair(layer.padding)
-        return torch.Size([shape[0], *[(size + 2 * pi - ki) // si + 1 for size, ki, si, pi in zip(shape[-2:], k, s, p)]])
+        return torch.Size(
+            [shape[0], *[(size + 2 * pi - ki) // si + 1 for size, ki, si, pi in zip(shape[-2:], k, s, p)]]
+        )
 
     def interval(self, layer, lower, upper, key, state):
         return layer(lower), layer(upper)
@@ -277,7 +294,9 @@ class DropoutRule(IdentityRule):
 
     def forward(self, layer, x, key, state):
         if layer.training and layer.p > 0:
-            raise CertlightError(f"layer {_name(key)} (Dropout, p={layer.p}) cannot be bounded in training mode; use p=0")
+            raise CertlightError(
+                f"layer {_name(key)} (Dropout, p={layer.p}) cannot be bounded in training mode; use p=0"
+            )
         return layer(x)
 
 
@@ -299,7 +318,10 @@ class SequentialRule(Rule):
     chained = True
 
     def parts(self, layer, key, in_shape):
-        return [(child, (*key, index), shape) for index, (child, shape) in enumerate(zip(layer, self.in_shapes(layer, in_shape)))]
+        return [
+            (child, (*key, index), shape)
+            for index, (child, shape) in enumerate(zip(layer, self.in_shapes(layer, in_shape)))
+        ]
 
     def check(self, layer, key):
         for index, child in enumerate(layer):
@@ -358,11 +380,15 @@ class ResidualRule(Rule):
         return sum(rule(b).forward(b, x, k, state) for b, k in self._branches(layer, key))
 
     def interval(self, layer, lower, upper, key, state):
-        (body_low, body_high), (short_low, short_high) = (rule(b).interval(b, lower, upper, k, state) for b, k in self._branches(layer, key))
+        (body_low, body_high), (short_low, short_high) = (
+            rule(b).interval(b, lower, upper, k, state) for b, k in self._branches(layer, key)
+        )
         return body_low + short_low, body_high + short_high
 
     def backward(self, layer, coefficients, key, state, in_shape):
-        (body_a, body_b), (short_a, short_b) = (rule(b).backward(b, coefficients, k, state, in_shape) for b, k in self._branches(layer, key))
+        (body_a, body_b), (short_a, short_b) = (
+            rule(b).backward(b, coefficients, k, state, in_shape) for b, k in self._branches(layer, key)
+        )
         return body_a + short_a, body_b + short_b
 
 

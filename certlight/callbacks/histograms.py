@@ -1,8 +1,9 @@
 """Margin histograms (the paper's Figure 3) every epoch: to W&B, TensorBoard, a PNG, and JSON.
 
 Train margins are the ones the loss used (at each example's training epsilon); test margins
-are at ``eps.eval``. Under DDP every rank's examples are gathered before counting. The JSON keeps fixed-bin counts of every epoch so two runs can be
-compared later (``certlight.report --margins``) without re-running anything.
+are at ``eps.eval``. Under DDP every rank's examples are gathered before counting. The JSON
+keeps fixed-bin counts of every epoch so two runs can be compared later
+(``certlight.report --margins``) without re-running anything.
 """
 
 from __future__ import annotations
@@ -93,7 +94,10 @@ class MarginHistograms(pl.Callback):
             if kind == "WandbLogger":
                 import wandb
 
-                logger.experiment.log({f"margins/{k}": wandb.Histogram(v) for k, v in values.items()} | {"trainer/global_step": trainer.global_step})
+                logger.experiment.log(
+                    {f"margins/{k}": wandb.Histogram(v) for k, v in values.items()}
+                    | {"trainer/global_step": trainer.global_step}
+                )
             elif kind == "TensorBoardLogger":
                 for key, array in values.items():
                     logger.experiment.add_histogram(f"margins/{key}", array, global_step=trainer.global_step)

@@ -29,9 +29,13 @@ class PreciseBatchNorm(pl.Callback):
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        layers = [m for m in pl_module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        layers = [
+            m for m in pl_module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+        ]
         if layers:
-            batches = trainer.datamodule.clean_train_batches(pl_module.device, trainer.datamodule.batch_size, trainer.global_rank, trainer.world_size)
+            batches = trainer.datamodule.clean_train_batches(
+                pl_module.device, trainer.datamodule.batch_size, trainer.global_rank, trainer.world_size
+            )
             recompute(layers, pl_module, batches, self.batches)
             if trainer.world_size > 1:
                 for layer in layers:
@@ -40,7 +44,9 @@ class PreciseBatchNorm(pl.Callback):
 
 
 @torch.no_grad()
-def recompute(layers: list[nn.Module], pl_module: pl.LightningModule, inputs: Iterable[torch.Tensor], batches: int | None) -> None:
+def recompute(
+    layers: list[nn.Module], pl_module: pl.LightningModule, inputs: Iterable[torch.Tensor], batches: int | None
+) -> None:
     """Reset the layers' statistics and accumulate the plain average (momentum None) over the
     first ``batches`` input batches of ``inputs`` (all: None), in train mode."""
     momenta = [layer.momentum for layer in layers]

@@ -10,13 +10,12 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from certlight.data.indexed import EpochShuffle, ExampleIndices, IndexBatch, IndexedImages, keep_batch
 from certlight.data.download import download
 from certlight.data.image_folder import image_folder_info
+from certlight.data.indexed import EpochShuffle, ExampleIndices, IndexBatch, IndexedImages, keep_batch
 from certlight.data.registry import check_files, dataset_info
 from certlight.errors import CertlightError
 from certlight.validate import boolean, integer_at_least, optional_integer_at_least
-
 
 # Where a data root is looked for when none is given: the first that exists wins.
 _REPO = Path(__file__).resolve().parents[2]
@@ -70,7 +69,10 @@ class CertifiedDataModule(pl.LightningDataModule):
         self.root = Path(root if root is not None else default_data_root()).expanduser()
         if name == "image_folder":
             if folder is None:
-                raise CertlightError("dataset=image_folder needs dataset.folder=PATH (holding train/<class>/ and test/<class>/; absolute or under data.root)")
+                raise CertlightError(
+                    "dataset=image_folder needs dataset.folder=PATH (holding "
+                    "train/<class>/ and test/<class>/; absolute or under data.root)"
+                )
             self.info = image_folder_info(self.root / Path(folder).expanduser())
         elif folder is not None:
             raise CertlightError(f"dataset.folder={folder} is only read by dataset=image_folder, not {name}")
@@ -108,9 +110,15 @@ class CertifiedDataModule(pl.LightningDataModule):
         train_images, train_labels = self.info.load(folder, True)
         test_images, test_labels = self.info.load(folder, False)
         self.num_train_total, self.num_test_total = train_labels.shape[0], test_labels.shape[0]
-        for key, subset, available in (("train_subset", self.train_subset, train_labels.shape[0]), ("test_subset", self.test_subset, test_labels.shape[0])):
+        for key, subset, available in (
+            ("train_subset", self.train_subset, train_labels.shape[0]),
+            ("test_subset", self.test_subset, test_labels.shape[0]),
+        ):
             if subset is not None and subset > available:
-                raise CertlightError(f"dataset.{key}={subset} is larger than the {self.info.name} {key.split('_')[0]} split ({available} examples)")
+                raise CertlightError(
+                    f"dataset.{key}={subset} is larger than the {self.info.name} "
+                    f"{key.split('_')[0]} split ({available} examples)"
+                )
         if self.train_subset is not None:
             train_images, train_labels = train_images[: self.train_subset], train_labels[: self.train_subset]
         if self.test_subset is not None:
@@ -154,7 +162,9 @@ class CertifiedDataModule(pl.LightningDataModule):
             self._resident[(split, device)] = self._split(split).to(device)
         return self._resident[(split, device)]
 
-    def clean_train_batches(self, device: torch.device, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[torch.Tensor]:
+    def clean_train_batches(
+        self, device: torch.device, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[torch.Tensor]:
         """The training images without augmentation, normalised, on ``device``, in index order;
         under DDP this rank's shard (every ``world_size``-th example). Works on both data paths
         (what precise BatchNorm reads: the train loader may yield only indices)."""

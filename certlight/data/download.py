@@ -25,5 +25,6 @@ def download(info, root: Path) -> None:
         reason = " ".join(str(error).split())
         raise CertlightError(
             f"dataset.download=true: downloading {info.name} into {root} failed: {reason}; "
-            f"without network, put the files under {root / info.folder} yourself (README: Data) and set data.root={root}"
+            f"without network, put the files under {root / info.folder} "
+            f"yourself (README: Data) and set data.root={root}"
         ) from None

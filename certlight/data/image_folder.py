@@ -27,17 +27,28 @@ def _classes(split: Path) -> list[str]:
 
 
 def _files(split: Path, classes: list[str]) -> list[tuple[Path, int]]:
-    return [(f, label) for label, name in enumerate(classes) for f in sorted((split / name).iterdir()) if f.suffix.lower() in EXTENSIONS]
+    return [
+        (f, label)
+        for label, name in enumerate(classes)
+        for f in sorted((split / name).iterdir())
+        if f.suffix.lower() in EXTENSIONS
+    ]
 
 
 def check_layout(folder: Path) -> tuple[list[str], dict[str, list[tuple[Path, int]]]]:
     """The class names and each split's (file, label) list, or one error saying what is wrong."""
     classes = _classes(folder / "train")
     if not classes:
-        raise CertlightError(f"dataset.folder={folder}: no class folders in {folder / 'train'} (expected train/<class>/*.png and test/<class>/*.png)")
+        raise CertlightError(
+            f"dataset.folder={folder}: no class folders in {folder / 'train'} "
+            "(expected train/<class>/*.png and test/<class>/*.png)"
+        )
     test_classes = _classes(folder / "test")
     if test_classes != classes:
-        raise CertlightError(f"dataset.folder={folder}: test/ has classes {test_classes or 'none'}, train/ has {classes}; they must match")
+        raise CertlightError(
+            f"dataset.folder={folder}: test/ has classes "
+            f"{test_classes or 'none'}, train/ has {classes}; they must match"
+        )
     files = {split: _files(folder / split, classes) for split in ("train", "test")}
     for split, listed in files.items():
         if not listed:
@@ -63,12 +74,16 @@ def load_split(files: list[tuple[Path, int]], channels: int, size: int) -> tuple
     for path, _ in files:
         image = _read(path, mode)
         if tuple(image.shape[1:]) != (size, size):
-            raise CertlightError(f"{path} is {image.shape[2]}x{image.shape[1]}; every image must be {size}x{size} like the first")
+            raise CertlightError(
+                f"{path} is {image.shape[2]}x{image.shape[1]}; every image must be {size}x{size} like the first"
+            )
         images.append(image)
     return torch.stack(images), torch.tensor([label for _, label in files], dtype=torch.long)
 
 
-def _statistics(folder: Path, images: torch.Tensor, files: list[tuple[Path, int]]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _statistics(
+    folder: Path, images: torch.Tensor, files: list[tuple[Path, int]]
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     key = hashlib.sha1("\n".join(str(p.relative_to(folder)) for p, _ in files).encode()).hexdigest()
     cache = folder / STATS_FILE
     if cache.is_file():
@@ -89,10 +104,20 @@ def image_folder_info(folder: Path) -> DatasetInfo:
     first = _read(files["train"][0][0], ImageReadMode.UNCHANGED)
     channels = 1 if first.shape[0] == 1 else 3
     if first.shape[1] != first.shape[2]:
-        raise CertlightError(f"{files['train'][0][0]} is {first.shape[2]}x{first.shape[1]}: image_folder needs square images")
+        raise CertlightError(
+            f"{files['train'][0][0]} is {first.shape[2]}x{first.shape[1]}: image_folder needs square images"
+        )
     splits = {split: load_split(listed, channels, first.shape[1]) for split, listed in files.items()}
     mean, std = _statistics(folder, splits["train"][0], files["train"])
     return DatasetInfo(
-        name="image_folder", folder=str(folder), channels=channels, size=first.shape[1], num_classes=len(classes),
-        mean=mean, std=std, augment=False, missing=lambda _: [], load=lambda _, train: splits["train" if train else "test"],
+        name="image_folder",
+        folder=str(folder),
+        channels=channels,
+        size=first.shape[1],
+        num_classes=len(classes),
+        mean=mean,
+        std=std,
+        augment=False,
+        missing=lambda _: [],
+        load=lambda _, train: splits["train" if train else "test"],
     )

@@ -57,7 +57,9 @@ def idx_files(folder: Path, train: bool) -> tuple[Path, Path]:
 
 
 def missing_idx(folder: Path) -> list[Path]:
-    return [p.with_name(p.name + "[.gz]") for train in (True, False) for p in idx_files(folder, train) if _find(p) is None]
+    return [
+        p.with_name(p.name + "[.gz]") for train in (True, False) for p in idx_files(folder, train) if _find(p) is None
+    ]
 
 
 def load_idx_split(folder: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,7 +67,9 @@ def load_idx_split(folder: Path, train: bool) -> tuple[torch.Tensor, torch.Tenso
     images_path, labels_path = idx_files(folder, train)
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.shape[0] != labels.shape[0]:
-        raise CertlightError(f"{images_path} has {images.shape[0]} images but {labels_path} has {labels.shape[0]} labels")
+        raise CertlightError(
+            f"{images_path} has {images.shape[0]} images but {labels_path} has {labels.shape[0]} labels"
+        )
     return images.unsqueeze(1), labels.long()
 
 

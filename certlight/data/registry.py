@@ -29,7 +29,9 @@ class DatasetInfo:
 
 
 DATASETS = {
-    "mnist": DatasetInfo("mnist", "MNIST", 1, 28, 10, (0.0,), (1.0,), False, readers.missing_idx, readers.load_idx_split),
+    "mnist": DatasetInfo(
+        "mnist", "MNIST", 1, 28, 10, (0.0,), (1.0,), False, readers.missing_idx, readers.load_idx_split
+    ),
     "fashion_mnist": DatasetInfo(
         "fashion_mnist", "FashionMNIST", 1, 28, 10, (0.0,), (1.0,), False, readers.missing_idx, readers.load_idx_split
     ),

@@ -1,13 +1,18 @@
-"""A verification cascade: PGD first, then IBP -> CROWN-IBP -> CROWN -> α-CROWN, each stage run
-only on the examples that are still neither verified nor broken.
+"""A verification cascade: PGD first, then IBP -> CROWN-IBP -> CROWN -> α-CROWN (and a complete
+verifier last, ``milp``), each stage run only on the examples that are still neither verified
+nor falsified.
 
 Cheap stages decide most examples, so the expensive ones run on the few that are left. Each
 stage is sound on its own, so the cascade's verified set is the union of what its stages would
-verify separately (tests/test_cascade.py checks exactly that).
+verify separately (tests/test_cascade.py checks exactly that). A complete stage also falsifies:
+it finds an input in the box that the network misclassifies (checked by a forward pass), so
+``falsified_err`` (PGD's and the complete stage's together) is a lower bound of the robust error
+as the verified error is an upper one, and an example it leaves undecided is "unknown".
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Iterable, Sequence
 
@@ -20,6 +25,17 @@ from certlight.evaluation.memory import PeakMemory
 from certlight.metrics import CertificationErrors
 
 CASCADE = ("ibp", "crown_ibp", "crown", "alpha_crown")
+COMPLETE = ("milp",)
+
+
+def complete_verdicts(stage: str, net, x, y, lower, upper, margin_lower, time_limit: float):
+    """(verified, falsified, seconds per example) of a complete stage on these examples."""
+    from certlight.evaluation.milp import FALSIFIED, VERIFIED, milp_verify
+
+    outcomes = milp_verify(net, x, y, lower, upper, margin_lower, time_limit)
+    flags = [(o.verdict == VERIFIED, o.verdict == FALSIFIED) for o in outcomes]
+    verified, falsified = (torch.tensor([f[i] for f in flags], dtype=torch.bool, device=x.device) for i in (0, 1))
+    return verified, falsified, [o.seconds for o in outcomes]
 
 
 def cascade_certify(
@@ -33,13 +49,20 @@ def cascade_certify(
     pgd_steps: int = 40,
     pgd_restarts: int = 1,
     generator: torch.Generator | None = None,
+    time_limit: float = 60.0,
 ) -> list[dict]:
-    """Per eps: clean, PGD and cascade-verified error (counted by the certification metric), and
-    per stage how many examples it ran on and verified, its time and its peak memory."""
+    """Per eps: clean, PGD, falsified and cascade-verified error (counted by the certification
+    metric), and per stage how many examples it ran on, verified, falsified and left unknown,
+    its time (and for a complete stage the median and largest per example) and peak memory.
+    ``time_limit``: seconds a complete stage may spend on one example."""
     metrics = [CertificationErrors(["cascade"]) for _ in eps_values]
-    records = [{s: {"ran_on": 0, "verified": 0, "seconds": 0.0, "peak_memory_mb": 0.0} for s in stages} for _ in eps_values]
+    records = [{s: _empty_record(s) for s in stages} for _ in eps_values]
+    falsified_total = [0 for _ in eps_values]
     for b in attacked_batches(net, batches, mean, std, eps_values, pgd_steps, pgd_restarts, generator):
-        undecided = ~b.broken
+        undecided, falsified = ~b.broken, torch.zeros_like(b.broken)
+        best = torch.full(
+            (b.y.numel(), net[-1].out_features - 1), -torch.inf, device=b.x.device
+        )  # best bound per margin so far
         for stage in stages:
             index = undecided.nonzero().squeeze(1)
             if index.numel() == 0:
@@ -47,20 +70,50 @@ def cascade_certify(
             record = records[b.eps_index][stage]
             start = time.perf_counter()
             with PeakMemory(b.x.device) as peak, torch.no_grad():
-                verified = is_verified(bounder.margins(b.x[index], b.lower[index], b.upper[index], b.y[index], stage))
+                if stage in COMPLETE:
+                    verified, broken, per_example = complete_verdicts(
+                        stage, net, b.x[index], b.y[index], b.lower[index], b.upper[index], best[index], time_limit
+                    )
+                    record["falsified"] += int(broken.sum())
+                    record["per_example_s"] += per_example
+                    falsified[index[broken]] = True
+                    undecided[index[broken]] = False
+                else:
+                    bound = bounder.margins(b.x[index], b.lower[index], b.upper[index], b.y[index], stage)
+                    best[index] = torch.maximum(best[index], bound)
+                    verified = is_verified(bound)
             record["seconds"] += time.perf_counter() - start
             record["peak_memory_mb"] = max(record["peak_memory_mb"], peak.bytes / 2**20)
             record["ran_on"] += index.numel()
             record["verified"] += int(verified.sum())
             undecided[index[verified]] = False
-        verified = ~b.broken & ~undecided  # broken includes misclassified
+            if stage in COMPLETE:
+                record["unknown"] += int(undecided[index].sum())
+        verified = ~b.broken & ~undecided & ~falsified  # broken includes misclassified
         metrics[b.eps_index].update(b.correct, {"cascade": verified}, b.broken)
-    rows = []
-    for eps, metric, record in zip(eps_values, metrics, records):
-        rates = {k: float(v) for k, v in metric.compute().items()}
-        rows.append({
-            "eps_eval": eps, "n": int(metric.examples), "clean_err": rates["clean_err"], "pgd_err": rates.get("pgd_err"),
-            "verified_err": {"cascade": rates["verified_err_cascade"]},
-            "cascade": [{"stage": name, **{k: round(v, 3) if isinstance(v, float) else v for k, v in s.items()}} for name, s in record.items()],
-        })
-    return rows
+        falsified_total[b.eps_index] += int((b.broken | falsified).sum())
+    return [
+        _row(eps, metric, record, falsified)
+        for eps, metric, record, falsified in zip(eps_values, metrics, records, falsified_total)
+    ]
+
+
+def _empty_record(stage: str) -> dict:
+    record = {"ran_on": 0, "verified": 0, "seconds": 0.0, "peak_memory_mb": 0.0}
+    return record | ({"falsified": 0, "unknown": 0, "per_example_s": []} if stage in COMPLETE else {})
+
+
+def _row(eps: float, metric: CertificationErrors, record: dict, falsified: int) -> dict:
+    rates = {k: float(v) for k, v in metric.compute().items()}
+    n = int(metric.examples)
+    stages = []
+    for name, stage in record.items():
+        stage = dict(stage)
+        times = stage.pop("per_example_s", None)
+        if times is not None:
+            stage |= {"median_s": statistics.median(times) if times else 0.0, "max_s": max(times, default=0.0)}
+        stages.append({"stage": name, **{k: round(v, 3) if isinstance(v, float) else v for k, v in stage.items()}})
+    row = {"eps_eval": eps, "n": n, "clean_err": rates["clean_err"], "pgd_err": rates.get("pgd_err")}
+    if any(name in COMPLETE for name in record):
+        row["falsified_err"] = falsified / max(n, 1)
+    return row | {"verified_err": {"cascade": rates["verified_err_cascade"]}, "cascade": stages}

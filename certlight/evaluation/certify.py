@@ -47,7 +47,13 @@ class AttackedBatch:
 
 
 def attacked_batches(
-    net: nn.Module, batches: Iterable, mean, std, eps_values: Sequence[float], pgd_steps: int, pgd_restarts: int,
+    net: nn.Module,
+    batches: Iterable,
+    mean,
+    std,
+    eps_values: Sequence[float],
+    pgd_steps: int,
+    pgd_restarts: int,
     generator: torch.Generator | None = None,
 ) -> Iterator[AttackedBatch]:
     """Every batch at every radius, attacked by PGD inside the same box the bounds certify;
@@ -59,7 +65,10 @@ def attacked_batches(
             correct = net(x).argmax(1) == y
         for index, eps in enumerate(eps_values):
             lower, upper = input_box(x, eps, mean, std)
-            broken = attack_succeeds(pgd_margins(net, x, y, lower, upper, pgd_steps, pgd_restarts, generator=generator)) | ~correct
+            broken = (
+                attack_succeeds(pgd_margins(net, x, y, lower, upper, pgd_steps, pgd_restarts, generator=generator))
+                | ~correct
+            )
             yield AttackedBatch(index, x, y, lower, upper, correct, broken)
 
 
@@ -78,14 +87,27 @@ def certify_dataset(
     """One dict of error rates per epsilon, over every batch ``(x, y, ...)``."""
     metrics = [CertificationErrors(methods) for _ in eps_values]
     for b in attacked_batches(net, batches, mean, std, eps_values, pgd_steps, pgd_restarts, generator):
-        verified = {m: is_verified(bound) for m, bound in _margins(bounder, b.x, b.lower, b.upper, b.y, methods).items()}
+        verified = {
+            m: is_verified(bound) for m, bound in _margins(bounder, b.x, b.lower, b.upper, b.y, methods).items()
+        }
         for method, flags in verified.items():
             if (flags & b.broken).any():
-                raise UnsoundBoundError(f"{method} verified {int((flags & b.broken).sum())} example(s) at eps={eps_values[b.eps_index]} that PGD breaks")
+                raise UnsoundBoundError(
+                    f"{method} verified {int((flags & b.broken).sum())} "
+                    f"example(s) at eps={eps_values[b.eps_index]} that PGD breaks"
+                )
         metrics[b.eps_index].update(b.correct, verified, b.broken)
     rows = []
     for eps, metric in zip(eps_values, metrics):
         rates = {k: float(v) for k, v in metric.compute().items()}
         verified = {m: rates[f"verified_err_{m}"] for m in methods} | {"best": rates["verified_err"]}
-        rows.append({"eps_eval": eps, "n": int(metric.examples), "clean_err": rates["clean_err"], "pgd_err": rates.get("pgd_err"), "verified_err": verified})
+        rows.append(
+            {
+                "eps_eval": eps,
+                "n": int(metric.examples),
+                "clean_err": rates["clean_err"],
+                "pgd_err": rates.get("pgd_err"),
+                "verified_err": verified,
+            }
+        )
     return rows

@@ -7,6 +7,13 @@ from certlight.methods.fast_ibp import BoundRegulariser
 from certlight.methods.sabr import SABRModule
 
 __all__ = [
-    "AutoEpsilon", "BoundRegulariser", "CCIBPModule", "CertifiedModule", "CrownIBPModule", "IBPModule",
-    "MTLIBPModule", "NaturalModule", "SABRModule",
+    "AutoEpsilon",
+    "BoundRegulariser",
+    "CCIBPModule",
+    "CertifiedModule",
+    "CrownIBPModule",
+    "IBPModule",
+    "MTLIBPModule",
+    "NaturalModule",
+    "SABRModule",
 ]

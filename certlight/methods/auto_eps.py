@@ -25,8 +25,7 @@ class AutoEpsilon(nn.Module):
         eps_maxoff = number(eps_maxoff, "auto_eps.eps_maxoff")
         if not 0 <= eps_maxoff <= eps_train:
             raise CertlightError(
-                f"auto_eps.eps_maxoff={eps_maxoff} must lie in [0, eps.train={eps_train}] "
-                "(0 turns auto-tuning off)"
+                f"auto_eps.eps_maxoff={eps_maxoff} must lie in [0, eps.train={eps_train}] (0 turns auto-tuning off)"
             )
         self.eps_maxoff = float(eps_maxoff)
         self.register_buffer("offsets", torch.zeros(num_examples))
@@ -40,3 +39,9 @@ class AutoEpsilon(nn.Module):
         """Apply Algorithm 1's update for the examples just seen (all ranks' examples under DDP)."""
         new = torch.where(margin < 0, -margin * self.eps_maxoff, torch.zeros_like(margin))
         self.offsets.index_put_((index.long(),), new.to(self.offsets.dtype))
+
+
+def auto_epsilon(num_examples: int, eps_maxoff: float, eps_train: float) -> AutoEpsilon | None:
+    """The auto-eps table, or None when ``eps_maxoff`` is 0 (off: no table is built)."""
+    table = AutoEpsilon(num_examples, eps_maxoff, eps_train)  # checks the value first
+    return table if table.eps_maxoff > 0 else None

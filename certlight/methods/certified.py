@@ -25,13 +25,13 @@ from torch import nn
 from certlight.bounds import input_box, is_verified, worst_case_logits
 from certlight.bounds.backends import ReluInputBounds, make_backend
 from certlight.bounds.rules import WalkState
-from certlight.runs.checkpoints import epochs_completed
 from certlight.errors import CertlightError, keyed
 from certlight.losses import Reweighting, certified_loss, softmax_margin
-from certlight.metrics import CertificationErrors
 from certlight.methods.auto_eps import AutoEpsilon
 from certlight.methods.fast_ibp import BoundRegulariser, ibp_initialise, l1_penalty
 from certlight.methods.rng import rng_state, set_rng_state
+from certlight.metrics import CertificationErrors
+from certlight.runs.checkpoints import epochs_completed
 from certlight.schedules import ScheduleValues, TrainingSchedule
 from certlight.validate import number
 
@@ -48,7 +48,9 @@ class RobustTerm:
 
 def worst_case_term(margin_lower: torch.Tensor, y: torch.Tensor, relu_inputs: list | None = None) -> RobustTerm:
     """The IBP/CROWN-IBP robust term: cross-entropy of the worst-case logits (eq. 2)."""
-    return RobustTerm(F.cross_entropy(worst_case_logits(margin_lower, y), y, reduction="none"), margin_lower, relu_inputs)
+    return RobustTerm(
+        F.cross_entropy(worst_case_logits(margin_lower, y), y, reduction="none"), margin_lower, relu_inputs
+    )
 
 
 INITS = ("default", "ibp")
@@ -154,7 +156,11 @@ class CertifiedModule(pl.LightningModule):
         if values is None:
             raise CertlightError("no epsilon/kappa schedule: give the module a schedule (the schedule config group)")
         logits, state = self.bounder.clean_forward(x)
-        eps = self.auto_eps.epsilon(index, values.eps) if self.auto_eps is not None else x.new_full((x.shape[0],), values.eps)
+        eps = (
+            self.auto_eps.epsilon(index, values.eps)
+            if self.auto_eps is not None
+            else x.new_full((x.shape[0],), values.eps)
+        )
         region = self.region(x, y, eps)
         term = self.robust_term(x, y, region, state, values)
         margin = softmax_margin(worst_case_logits(term.margin_lower, y), y)
@@ -177,7 +183,9 @@ class CertifiedModule(pl.LightningModule):
             sync_dist=True,  # reduced once at the epoch's end: every rank's examples, not rank 0's
         )
         if self.auto_eps is not None:
-            self.log("train/offset_nonzero_frac", (self.auto_eps.offsets > 0).float().mean(), on_step=False, on_epoch=True)
+            self.log(
+                "train/offset_nonzero_frac", (self.auto_eps.offsets > 0).float().mean(), on_step=False, on_epoch=True
+            )
         # Per-example values for callbacks (margin histograms); Lightning optimises "loss".
         return {"loss": loss, "margin": margin.detach(), "eps": eps.detach(), "weights": weights}
 
@@ -187,7 +195,9 @@ class CertifiedModule(pl.LightningModule):
         penalty = 0.0
         if self.regulariser is not None:
             if term.relu_inputs is None:
-                raise CertlightError(f"method.regulariser needs ReLU intervals that {type(self).__name__}.robust_term does not return")
+                raise CertlightError(
+                    f"method.regulariser needs ReLU intervals that {type(self).__name__}.robust_term does not return"
+                )
             penalty = self.regulariser(*region, term.relu_inputs, values.eps, self.schedule.eps_train)
         if self.l1 > 0:
             penalty = penalty + self.l1 * l1_penalty(self.net)
@@ -239,7 +249,10 @@ class CertifiedModule(pl.LightningModule):
         if self.run_config is not None:
             checkpoint["certlight_config"] = self.run_config
         checkpoint["certlight_parts"] = self.run_parts
-        checkpoint["certlight_progress"] = {"epochs_completed": self.epochs_completed, "last_epoch_metrics": self.last_epoch_metrics}
+        checkpoint["certlight_progress"] = {
+            "epochs_completed": self.epochs_completed,
+            "last_epoch_metrics": self.last_epoch_metrics,
+        }
         checkpoint["certlight_rng"] = rng_state()
 
     def on_load_checkpoint(self, checkpoint):
@@ -258,7 +271,10 @@ class CertifiedModule(pl.LightningModule):
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.lr_scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.lr_scheduler_factory(optimizer=optimizer), "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": self.lr_scheduler_factory(optimizer=optimizer), "interval": "epoch"},
+        }
 
 
 class NaturalModule(CertifiedModule):
@@ -269,17 +285,29 @@ class NaturalModule(CertifiedModule):
         # The tactics act on a robust term, which natural training does not have: refuse
         # rather than run a baseline that silently ignores them.
         if self.reweight.active:
-            raise CertlightError(f"method=natural has no robust term to re-weight: reweight.gamma={self.reweight.gamma} needs a certified method (e.g. method=ibp), or reweight=none")
+            raise CertlightError(
+                f"method=natural has no robust term to re-weight: reweight.gamma={self.reweight.gamma} "
+                "needs a certified method (e.g. method=ibp), or reweight=none"
+            )
         if self.auto_eps is not None:
-            raise CertlightError(f"method=natural trains at no epsilon: auto_eps.eps_maxoff={self.auto_eps.eps_maxoff} needs a certified method (e.g. method=ibp), or auto_eps.eps_maxoff=0")
+            raise CertlightError(
+                f"method=natural trains at no epsilon: auto_eps.eps_maxoff={self.auto_eps.eps_maxoff} "
+                "needs a certified method (e.g. method=ibp), or auto_eps.eps_maxoff=0"
+            )
         if self.regulariser is not None:
-            raise CertlightError("method=natural computes no bounds for method.regulariser to read; use method=fast_ibp")
+            raise CertlightError(
+                "method=natural computes no bounds for method.regulariser to read; use method=fast_ibp"
+            )
 
     def training_step(self, batch, batch_idx):
         x, y, _ = batch
         logits = self.net(x)
         loss = F.cross_entropy(logits, y)
-        self.log_dict({"train/loss": loss, "train/clean_err": (logits.argmax(1) != y).float().mean()}, on_step=False, on_epoch=True)
+        self.log_dict(
+            {"train/loss": loss, "train/clean_err": (logits.argmax(1) != y).float().mean()},
+            on_step=False,
+            on_epoch=True,
+        )
         return loss
 
 

@@ -100,7 +100,10 @@ class BoundRegulariser:
             spread = (centre - centre.mean()) ** 2
             active_mean, inactive_mean = (centre * active).mean(), -(centre * inactive).mean()
             active_spread, inactive_spread = (spread * active).sum(), (spread * inactive).sum()
-            layer = (F.relu(tau - folded_ratio(active_mean, inactive_mean)) + F.relu(tau - folded_ratio(active_spread, inactive_spread))) / tau
+            layer = (
+                F.relu(tau - folded_ratio(active_mean, inactive_mean))
+                + F.relu(tau - folded_ratio(active_spread, inactive_spread))
+            ) / tau
             # Decided on the device (no host sync).
             counted = (inactive_mean > 0) & ((active_spread > 0) | (inactive_spread > 0))
             relu = relu + torch.where(counted, layer, torch.zeros_like(layer))

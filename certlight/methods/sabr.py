@@ -25,7 +25,9 @@ DECAY_AT = (0.5, 0.8, 0.9)
 
 
 class SABRModule(IBPModule):
-    def __init__(self, *args, lambda_ratio: float = 0.6, attack_steps: int = 8, attack_step_size: float = 0.5, **kwargs):
+    def __init__(
+        self, *args, lambda_ratio: float = 0.6, attack_steps: int = 8, attack_step_size: float = 0.5, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.lambda_ratio = number(lambda_ratio, "method.lambda_ratio", minimum=0, maximum=1, exclusive_minimum=True)
         self.attack_steps = integer_at_least(attack_steps, "method.attack_steps", 1)
@@ -40,5 +42,7 @@ class SABRModule(IBPModule):
         radius = self.lambda_ratio * eps.view(-1, 1, *trailing) / self.input_std.view(1, -1, *trailing)
         point = pgd_point_eval_mode(self.net, y, lower, upper, self.attack_steps, self.attack_step_size, DECAY_AT)
         low_centre, high_centre = lower + radius, upper - radius
-        centre = torch.where(low_centre <= high_centre, torch.minimum(torch.maximum(point, low_centre), high_centre), (lower + upper) / 2)
+        centre = torch.where(
+            low_centre <= high_centre, torch.minimum(torch.maximum(point, low_centre), high_centre), (lower + upper) / 2
+        )
         return torch.maximum(centre - radius, lower), torch.minimum(centre + radius, upper)

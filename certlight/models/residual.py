@@ -24,8 +24,11 @@ def residual_block(in_channels: int, out_channels: int, stride: int, batchnorm: 
         return [nn.BatchNorm2d(channels)] if batchnorm else []
 
     body = nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1), *norm(out_channels), nn.ReLU(),
-        nn.Conv2d(out_channels, out_channels, 3, stride=1, padding=1), *norm(out_channels),
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1),
+        *norm(out_channels),
+        nn.ReLU(),
+        nn.Conv2d(out_channels, out_channels, 3, stride=1, padding=1),
+        *norm(out_channels),
     )
     projection = None
     if stride != 1 or in_channels != out_channels:
@@ -33,13 +36,17 @@ def residual_block(in_channels: int, out_channels: int, stride: int, batchnorm: 
     return nn.Sequential(Residual(body, projection), nn.ReLU())
 
 
-def resnet_small(in_channels: int = 1, in_size: int = 28, num_classes: int = 10, width: int = 8, batchnorm: bool = True) -> nn.Sequential:
+def resnet_small(
+    in_channels: int = 1, in_size: int = 28, num_classes: int = 10, width: int = 8, batchnorm: bool = True
+) -> nn.Sequential:
     """A small ResNet in the spirit of the residual models in CROWN-IBP's and auto_LiRPA's
     examples (resnet2b/4b): a conv stem, three basic blocks (the second halves the size and
     doubles the width with a projection), FC 100, FC classes."""
     size = (in_size + 1) // 2  # the second block's stride-2 convolution (padding 1, kernel 3)
     return nn.Sequential(
-        nn.Conv2d(in_channels, width, 3, stride=1, padding=1), *([nn.BatchNorm2d(width)] if batchnorm else []), nn.ReLU(),
+        nn.Conv2d(in_channels, width, 3, stride=1, padding=1),
+        *([nn.BatchNorm2d(width)] if batchnorm else []),
+        nn.ReLU(),
         residual_block(width, width, 1, batchnorm),
         residual_block(width, 2 * width, 2, batchnorm),
         residual_block(2 * width, 2 * width, 1, batchnorm),

@@ -41,7 +41,9 @@ def plot_margins(series: dict[str, np.ndarray], path: Path, bins: np.ndarray, ep
     """Overlaid histograms (density) of raw margins, one per named series; with ``eps``, a
     second panel with the per-example training epsilon (what auto-eps did to each example)."""
     plt = _pyplot()
-    figure, axes = plt.subplots(1, 2 if eps is not None else 1, figsize=(11 if eps is not None else 6, 3.5), squeeze=False)
+    figure, axes = plt.subplots(
+        1, 2 if eps is not None else 1, figsize=(11 if eps is not None else 6, 3.5), squeeze=False
+    )
     axis = axes[0, 0]
     for label, array in series.items():
         axis.hist(np.clip(array, bins[0], bins[-1]), bins=bins, alpha=0.5, density=True, label=label)
@@ -63,7 +65,9 @@ def load_histograms(run_dir: Path) -> list[dict]:
         raise CertlightError(f"{path} is not valid JSON ({error.msg} at line {error.lineno})") from None
 
 
-def plot_margin_comparison(run_dirs: list[Path], path: Path, key: str = "test_margin", labels: list[str] | None = None) -> None:
+def plot_margin_comparison(
+    run_dirs: list[Path], path: Path, key: str = "test_margin", labels: list[str] | None = None
+) -> None:
     """Last-epoch margin distributions of several runs, as step outlines on shared bins."""
     plt, figure, axis = _axes()
     for index, run_dir in enumerate(run_dirs):
@@ -90,14 +94,38 @@ def plot_seed_comparison(records: list[Record], path: Path, verifier: str = "bes
     labels = [row.tactics if len(settings) == 1 else f"{row.setting}\n{row.tactics}" for row in rows]
     plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(11, 1.6 + 0.6 * len(rows)), sharey=True)
-    for axis, metric, title in zip(axes, ("clean", "verified"), ("clean error (%)", f"verified error ({verified_unit(verifier)})")):
+    for axis, metric, title in zip(
+        axes, ("clean", "verified"), ("clean error (%)", f"verified error ({verified_unit(verifier)})")
+    ):
         for position, row in enumerate(rows):
             values = getattr(row, metric)
-            axis.plot(values, [position - 0.12] * len(values), "o", color="C0", alpha=0.8, label="ours, one dot a seed" if position == 0 else None)
-            axis.plot([np.mean(values)], [position - 0.12], "|", color="C0", markersize=16, label="ours, mean" if position == 0 else None)
+            axis.plot(
+                values,
+                [position - 0.12] * len(values),
+                "o",
+                color="C0",
+                alpha=0.8,
+                label="ours, one dot a seed" if position == 0 else None,
+            )
+            axis.plot(
+                [np.mean(values)],
+                [position - 0.12],
+                "|",
+                color="C0",
+                markersize=16,
+                label="ours, mean" if position == 0 else None,
+            )
             paper = getattr(row, f"paper_{metric}")
             if paper:
-                axis.errorbar([paper[0]], [position + 0.12], xerr=[paper[1]], fmt="s", color="C3", capsize=4, label="paper, mean ± std" if position == 0 else None)
+                axis.errorbar(
+                    [paper[0]],
+                    [position + 0.12],
+                    xerr=[paper[1]],
+                    fmt="s",
+                    color="C3",
+                    capsize=4,
+                    label="paper, mean ± std" if position == 0 else None,
+                )
         axis.set_xlabel(title)
         axis.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(range(len(rows)), labels, fontsize=8)

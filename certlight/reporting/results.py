@@ -6,14 +6,16 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from certlight.errors import CertlightError
 from certlight.runs import run_keys
 from certlight.validate import parse_epsilon
-from certlight.errors import CertlightError
 
 RESULT_FILES = ("results.json", "verify.json")
 # Besides the output keys (run_keys), a run may differ in these and still be the same setting:
 # its seed, and how the same numbers are computed (bound engine, hardware).
 _NOT_THE_SETTING = ("seed", *run_keys.COMPUTATION_KEYS)
+
+
 @dataclass(frozen=True)
 class Record:
     """One evaluation of one run at one eps_eval, with what was actually done."""
@@ -80,8 +82,10 @@ def _setting(config: dict, path: Path) -> dict:
         return {
             "dataset": config["dataset"]["name"],
             "model": config["model"]["_target_"].rsplit(".", 1)[-1],
-            "method": run_keys.method_label(config["method"]),
-            "reweight": "off" if reweight.get("kind") == "none" or (reweight.get("kind") == "symmetric" and not reweight.get("gamma")) else f"{reweight['kind']} γ={reweight.get('gamma', '-')} α={reweight.get('alpha')}",
+            "method": run_keys.method_label(config),
+            "reweight": "off"
+            if reweight.get("kind") == "none" or (reweight.get("kind") == "symmetric" and not reweight.get("gamma"))
+            else f"{reweight['kind']} γ={reweight.get('gamma', '-')} α={reweight.get('alpha')}",
             "auto_eps": f"{config['auto_eps']['eps_maxoff']:g}" if config["auto_eps"]["eps_maxoff"] else "off",
             "max_epochs": int(config["trainer"]["max_epochs"]),
         }
@@ -120,12 +124,31 @@ def read_records(path: Path, verifier: str = "best") -> list[Record]:
         if verify_file:
             config = data["train_config"]
             total = data.get("test_examples_total")
-            rows = [(r["eps_eval"], r["clean_err"], _verified(r["verified_err"], verifier, path), r["n"], total is not None and r["n"] == total, r) for r in data["results"]]
+            rows = [
+                (
+                    r["eps_eval"],
+                    r["clean_err"],
+                    _verified(r["verified_err"], verifier, path),
+                    r["n"],
+                    total is not None and r["n"] == total,
+                    r,
+                )
+                for r in data["results"]
+            ]
         else:
             config = data["config"]
             test_subset = (config.get("dataset") or {}).get("test_subset")
             errors = {"best": data["verified_err"], **data.get("verified_err_by_method", {})}
-            rows = [(data["eps_eval"], data["clean_err"], _verified(errors, verifier, path), data.get("test_examples", test_subset), test_subset is None, {})]
+            rows = [
+                (
+                    data["eps_eval"],
+                    data["clean_err"],
+                    _verified(errors, verifier, path),
+                    data.get("test_examples", test_subset),
+                    test_subset is None,
+                    {},
+                )
+            ]
     except (KeyError, TypeError) as error:
         raise CertlightError(f"{path} lacks the entry {error}") from None
     if any(row[1] is None or row[2] is None for row in rows):
@@ -134,12 +157,28 @@ def read_records(path: Path, verifier: str = "best") -> list[Record]:
     done = _done(data, config, verify_file)
     eps_train = parse_epsilon(config["eps"]["train"], f"{path}: eps.train")
     flat = run_keys.setting(config, also_ignore=_NOT_THE_SETTING)
-    group = (json.dumps(flat, sort_keys=True, default=str), done["epochs"], done["complete"], done["train_examples"], path.name)
+    group = (
+        json.dumps(flat, sort_keys=True, default=str),
+        done["epochs"],
+        done["complete"],
+        done["train_examples"],
+        path.name,
+    )
     return [
         Record(
-            path, int(config.get("seed", 0)), (*group, round(float(eps), 6), tests),
-            eps_eval=float(eps), eps_train=eps_train, clean_err=float(clean), verified_err=float(verified),
-            test_examples=tests, full_test=full_test, setting=flat, extra=extra, **setting, **done,
+            path,
+            int(config.get("seed", 0)),
+            (*group, round(float(eps), 6), tests),
+            eps_eval=float(eps),
+            eps_train=eps_train,
+            clean_err=float(clean),
+            verified_err=float(verified),
+            test_examples=tests,
+            full_test=full_test,
+            setting=flat,
+            extra=extra,
+            **setting,
+            **done,
         )
         for eps, clean, verified, tests, full_test, extra in rows
     ]

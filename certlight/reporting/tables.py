@@ -48,7 +48,19 @@ def group_records(records: list[Record]) -> list[list[Record]]:
     # Within a setting, the paper's row order: baseline, auto-eps, re-weight, both.
     return sorted(
         groups.values(),
-        key=lambda g: (g[0].dataset, g[0].model, g[0].method, g[0].epochs or 0, g[0].eps_eval, g[0].eps_train, g[0].reweight != "off", g[0].reweight, g[0].auto_eps != "off", g[0].auto_eps, repr(g[0].group)),  # repr: a group may hold None beside a number
+        key=lambda g: (
+            g[0].dataset,
+            g[0].model,
+            g[0].method,
+            g[0].epochs or 0,
+            g[0].eps_eval,
+            g[0].eps_train,
+            g[0].reweight != "off",
+            g[0].reweight,
+            g[0].auto_eps != "off",
+            g[0].auto_eps,
+            repr(g[0].group),
+        ),  # repr: a group may hold None beside a number
     )
 
 
@@ -57,7 +69,16 @@ def paper_row(first: Record) -> tuple[str, str] | None:
     run did all of it: every epoch, the whole training set, the whole test set."""
     if not first.full_setting:
         return None
-    return paper_numbers(first.dataset, first.model, first.method, first.epochs, first.eps_eval, first.eps_train, first.reweight != "off", first.auto_eps != "off")
+    return paper_numbers(
+        first.dataset,
+        first.model,
+        first.method,
+        first.epochs,
+        first.eps_eval,
+        first.eps_train,
+        first.reweight != "off",
+        first.auto_eps != "off",
+    )
 
 
 def _epochs(record: Record) -> str:
@@ -70,7 +91,17 @@ def _examples(record: Record) -> str:
 
 
 def _label_cells(first: Record) -> list[str]:
-    return [first.dataset, first.model, first.method, _epochs(first), _examples(first), _eps(first.eps_eval, first.dataset), _eps(first.eps_train, first.dataset), first.reweight, first.auto_eps]
+    return [
+        first.dataset,
+        first.model,
+        first.method,
+        _epochs(first),
+        _examples(first),
+        _eps(first.eps_eval, first.dataset),
+        _eps(first.eps_train, first.dataset),
+        first.reweight,
+        first.auto_eps,
+    ]
 
 
 def _differences(groups: list[list[Record]]) -> list[str]:
@@ -80,7 +111,14 @@ def _differences(groups: list[list[Record]]) -> list[str]:
     for index, group in enumerate(groups):
         twins = [groups[i][0] for i, cells in enumerate(shown) if cells == shown[index] and i != index]
         mine = group[0]
-        keys = sorted({k for other in twins for k in mine.setting.keys() | other.setting.keys() if mine.setting.get(k) != other.setting.get(k)})
+        keys = sorted(
+            {
+                k
+                for other in twins
+                for k in mine.setting.keys() | other.setting.keys()
+                if mine.setting.get(k) != other.setting.get(k)
+            }
+        )
         note = [f"{k}={mine.setting.get(k, '–')}" for k in keys]
         if any(other.path.name != mine.path.name for other in twins):
             # the same runs evaluated twice: by training's last evaluation and by certlight.verify
@@ -106,16 +144,21 @@ def seed_rows(records: list[Record]) -> list[SeedRow]:
     rows = []
     for group in group_records(records):
         first = group[0]
-        tactics = [f"re-weight {first.reweight}"] * (first.reweight != "off") + [f"auto-eps {first.auto_eps}"] * (first.auto_eps != "off")
+        tactics = [f"re-weight {first.reweight}"] * (first.reweight != "off") + [f"auto-eps {first.auto_eps}"] * (
+            first.auto_eps != "off"
+        )
         paper = paper_row(first)
-        rows.append(SeedRow(
-            setting=f"{first.dataset} {first.model} {first.method}, {_epochs(first)} epochs, eps {_eps(first.eps_eval, first.dataset)} / train {_eps(first.eps_train, first.dataset)}",
-            tactics=" + ".join(tactics) or "baseline",
-            clean=[100 * r.clean_err for r in group],
-            verified=[100 * r.verified_err for r in group],
-            paper_clean=printed_mean_std(paper[0]) if paper else None,
-            paper_verified=printed_mean_std(paper[1]) if paper else None,
-        ))
+        rows.append(
+            SeedRow(
+                setting=f"{first.dataset} {first.model} {first.method}, {_epochs(first)} epochs, "
+                f"eps {_eps(first.eps_eval, first.dataset)} / train {_eps(first.eps_train, first.dataset)}",
+                tactics=" + ".join(tactics) or "baseline",
+                clean=[100 * r.clean_err for r in group],
+                verified=[100 * r.verified_err for r in group],
+                paper_clean=printed_mean_std(paper[0]) if paper else None,
+                paper_verified=printed_mean_std(paper[1]) if paper else None,
+            )
+        )
     return rows
 
 
@@ -124,7 +167,20 @@ def markdown_table(records: list[Record], with_paper: bool = False, verifier: st
     the training/test examples used; rows that would print alike name the keys that split them."""
     groups = group_records(records)
     notes = _differences(groups)
-    columns = ["dataset", "model", "method", "epochs", "examples (train/test)", "eps_eval", "eps_train", "re-weight", "auto-eps", "seeds", "clean err (%)", f"verified err ({verified_unit(verifier)})"]
+    columns = [
+        "dataset",
+        "model",
+        "method",
+        "epochs",
+        "examples (train/test)",
+        "eps_eval",
+        "eps_train",
+        "re-weight",
+        "auto-eps",
+        "seeds",
+        "clean err (%)",
+        f"verified err ({verified_unit(verifier)})",
+    ]
     if with_paper:
         columns += ["paper clean (%)", "paper verified (%)"]
     if any(notes):
@@ -154,7 +210,10 @@ def grid_table(records: list[Record]) -> str:
     dataset = records[0].dataset
     columns = sorted({r.eps_eval for r in records})
     rows = sorted({r.eps_train for r in records})
-    lines = ["| eps_train \\ eps_eval | " + " | ".join(_eps(c, dataset) for c in columns) + " |", "|" + "---|" * (len(columns) + 1)]
+    lines = [
+        "| eps_train \\ eps_eval | " + " | ".join(_eps(c, dataset) for c in columns) + " |",
+        "|" + "---|" * (len(columns) + 1),
+    ]
     for row in rows:
         cells = []
         for column in columns:

@@ -28,7 +28,9 @@ def load_checkpoint(path: str | Path, key: str) -> dict:
     except Exception as error:  # torch raises many types for a file that is not a checkpoint
         raise CertlightError(f"{key}={path} is not a checkpoint torch can read ({type(error).__name__})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "certlight_config" not in checkpoint:
-        raise CertlightError(f"{key}={path} is not a certlight training checkpoint (no state_dict and training config in it)")
+        raise CertlightError(
+            f"{key}={path} is not a certlight training checkpoint (no state_dict and training config in it)"
+        )
     return checkpoint
 
 
@@ -50,18 +52,24 @@ def resume_changes(saved: dict, current: dict, allowed: list[str], key: str = "c
     known = set(flatten(saved)) | set(flatten(current))
     unknown = [k for k in allowed if not any(is_under(name, [k]) for name in known)]
     if unknown:
-        raise CertlightError(f"allow_resume_changes: {', '.join(map(repr, unknown))} is no config key of this run or its checkpoint (e.g. allow_resume_changes=[trainer.max_epochs])")
+        raise CertlightError(
+            f"allow_resume_changes: {', '.join(map(repr, unknown))} is no config key of "
+            "this run or its checkpoint (e.g. allow_resume_changes=[trainer.max_epochs])"
+        )
     changes = config_changes(saved, current)
     fixed = [k for k in changes if is_under(k, FIXED_ON_RESUME)]
     if fixed:
         listed = "; ".join(f"{k}: {_show(changes[k][0])} -> {_show(changes[k][1])}" for k in fixed)
-        raise CertlightError(f"{key}: the checkpoint belongs to another model or dataset ({listed}); start a new run instead")
+        raise CertlightError(
+            f"{key}: the checkpoint belongs to another model or dataset ({listed}); start a new run instead"
+        )
     refused = [k for k in changes if not is_under(k, COMPUTATION_KEYS) and not is_under(k, allowed)]
     if refused:
         listed = "; ".join(f"{k}: {_show(changes[k][0])} -> {_show(changes[k][1])}" for k in refused)
         raise CertlightError(
             f"{key}: resuming would change what the run computes ({listed}); resume with the checkpoint's "
-            f"values, or allow it deliberately with allow_resume_changes=[{','.join(refused)}] (recorded in results.json)"
+            "values, or allow it deliberately with "
+            f"allow_resume_changes=[{','.join(refused)}] (recorded in results.json)"
         )
     return {k: list(v) for k, v in changes.items()}
 
@@ -107,7 +115,9 @@ def load_trained(path: str | Path, key: str = "ckpt") -> TrainedModel:
         elif (path / "checkpoints" / "last.ckpt").is_file():
             path = path / "checkpoints" / "last.ckpt"
         else:
-            raise CertlightError(f"{key}={path}: a run folder must hold {WEIGHTS_FILE} (and results.json) or checkpoints/last.ckpt")
+            raise CertlightError(
+                f"{key}={path}: a run folder must hold {WEIGHTS_FILE} (and results.json) or checkpoints/last.ckpt"
+            )
     if not path.is_file():
         raise CertlightError(f"{key}={path}: no such file")
     if path.suffix != ".ckpt":
@@ -122,7 +132,9 @@ def _load_weights(path: Path, key: str) -> TrainedModel:
     try:
         weights = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a file that is not a weights file
-        raise CertlightError(f"{key}={path} is neither a checkpoint nor a certlight weights file ({type(error).__name__})") from None
+        raise CertlightError(
+            f"{key}={path} is neither a checkpoint nor a certlight weights file ({type(error).__name__})"
+        ) from None
     if not isinstance(weights, dict) or weights.get("format") != WEIGHTS_FORMAT:
         raise CertlightError(f"{key}={path} is not a certlight weights file (no format {WEIGHTS_FORMAT!r})")
     results_file = path.parent / "results.json"
@@ -132,9 +144,20 @@ def _load_weights(path: Path, key: str) -> TrainedModel:
     config = results["config"]
     mismatch = [
         f"{name}: weights {mine!r}, results.json {theirs!r}"
-        for name, mine, theirs in (("model", weights["model"], config["model"]), ("dataset", weights["dataset"], config["dataset"]["name"]))
+        for name, mine, theirs in (
+            ("model", weights["model"], config["model"]),
+            ("dataset", weights["dataset"], config["dataset"]["name"]),
+        )
         if mine != theirs
     ]
     if mismatch:
-        raise CertlightError(f"{key}={path} belongs to another model or dataset than {results_file} ({'; '.join(mismatch)})")
-    return TrainedModel(str(path), weights["state_dict"], config, int(results.get("epochs", 0)), int(results.get("max_epochs", config["trainer"]["max_epochs"])))
+        raise CertlightError(
+            f"{key}={path} belongs to another model or dataset than {results_file} ({'; '.join(mismatch)})"
+        )
+    return TrainedModel(
+        str(path),
+        weights["state_dict"],
+        config,
+        int(results.get("epochs", 0)),
+        int(results.get("max_epochs", config["trainer"]["max_epochs"])),
+    )

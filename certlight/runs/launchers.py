@@ -17,6 +17,7 @@ class LauncherCheck(Callback):
             missing = [command for command in ("sbatch", "srun") if shutil.which(command) is None]
             if missing:
                 sys.exit(
-                    f"certlight: error: hydra/launcher=slurm needs SLURM, but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not on PATH here; "
+                    f"certlight: error: hydra/launcher=slurm needs SLURM, but {' and '.join(missing)} "
+                    f"{'is' if len(missing) == 1 else 'are'} not on PATH here; "
                     "run it on a SLURM login node, or use hydra/launcher=submitit_local on this machine"
                 )

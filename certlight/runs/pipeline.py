@@ -15,18 +15,19 @@ from urllib.parse import urlparse
 
 import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import ProgressBar
 
-from certlight.runs.checkpoints import WEIGHTS_FILE, epochs_completed, load_checkpoint, resume_changes, write_weights
 from certlight.config import build, data_root
 from certlight.data import CertifiedDataModule
-from certlight.runs.devices import claim_gpu
 from certlight.errors import CertlightError
-from certlight.runs.host_memory import keep_freed_memory
 from certlight.methods import CertifiedModule
+from certlight.runs.checkpoints import WEIGHTS_FILE, epochs_completed, load_checkpoint, resume_changes, write_weights
+from certlight.runs.devices import claim_gpu
+from certlight.runs.host_memory import keep_freed_memory
 from certlight.runs.run_keys import method_label
 from certlight.validate import integer_at_least, number, parse_epsilon
 
@@ -57,24 +58,36 @@ def build_datamodule(dataset: DictConfig, root: str, seed: int, stage: str = "fi
     return datamodule
 
 
-def build_module(cfg: DictConfig, datamodule: CertifiedDataModule, eps_train: float, eps_eval: float) -> CertifiedModule:
+def build_module(
+    cfg: DictConfig, datamodule: CertifiedDataModule, eps_train: float, eps_eval: float
+) -> CertifiedModule:
+    """The method node builds everything it takes in one instantiate; the run adds only what it
+    knows from the data (input shape, mean/std, example count) and the parsed radii."""
     info = datamodule.info
-    net = build(cfg.model, in_channels=info.channels, in_size=info.size, num_classes=info.num_classes)
-    auto_eps = build(cfg.auto_eps, num_examples=datamodule.num_train_total, eps_train=eps_train)
-    # Built as a partial and called here: instantiate would turn the schedule (a dataclass) into a config.
-    method = build(cfg.method, _partial_=True)
-    return method(
-        net=net,
-        mean=info.mean,
-        std=info.std,
+    return build(
+        cfg.method,
+        net={"in_channels": info.channels, "in_size": info.size, "num_classes": info.num_classes},
+        mean=list(info.mean),
+        std=list(info.std),
         eps_eval=eps_eval,
-        optimizer=build(cfg.optimizer),
-        lr_scheduler=build(cfg.lr_scheduler) if cfg.get("lr_scheduler") else None,
-        reweight=build(cfg.reweight),
-        auto_eps=auto_eps if auto_eps.eps_maxoff > 0 else None,
-        bounds=build(cfg.bounds),
-        schedule=build(cfg.schedule, eps_train=eps_train),
+        schedule={"eps_train": eps_train},
+        auto_eps={"num_examples": datamodule.num_train_total, "eps_train": eps_train},
     )
+
+
+# The method node repeats these top-level groups (train.yaml): records keep each value once,
+# under the key the user types, as runs recorded it before the node nested them.
+MIRRORED_IN_METHOD = ("net", "optimizer", "lr_scheduler", "reweight", "auto_eps", "bounds", "schedule")
+
+
+def record_config(cfg: DictConfig) -> dict:
+    """The composed config as results.json and checkpoints keep it, with the method's name as
+    chosen (``method=...``)."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    for key in MIRRORED_IN_METHOD:
+        config["method"].pop(key, None)
+    config["method_name"] = HydraConfig.get().runtime.choices.get("method") if HydraConfig.initialized() else None
+    return config
 
 
 def check_wandb(cfg: DictConfig) -> None:
@@ -120,7 +133,8 @@ def run_parts(cfg: DictConfig, run_config: dict, output_dir: Path) -> tuple[list
     done = epochs_completed(checkpoint)
     if done >= int(cfg.trainer.max_epochs):
         raise CertlightError(
-            f"ckpt_path={cfg.ckpt_path}: that run already finished {done} of trainer.max_epochs={cfg.trainer.max_epochs} epochs; "
+            f"ckpt_path={cfg.ckpt_path}: that run already finished {done} "
+            f"of trainer.max_epochs={cfg.trainer.max_epochs} epochs; "
             "nothing to resume (to train longer: trainer.max_epochs=N allow_resume_changes=[trainer.max_epochs])"
         )
     before = checkpoint.get("certlight_parts") or [{"output_dir": str(Path(path).parents[1]), "first_epoch": 0}]
@@ -132,7 +146,7 @@ def build_run(cfg: DictConfig, output_dir: Path | None = None) -> Run:
     """Check every value and build everything before any training starts."""
     output_dir = Path(output_dir) if output_dir is not None else Path.cwd()
     eps_train, eps_eval = check_values(cfg)
-    run_config = OmegaConf.to_container(cfg, resolve=True)
+    run_config = record_config(cfg)
     parts, ckpt_path = run_parts(cfg, run_config, output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg.dataset, data_root(cfg), cfg.seed)
@@ -153,7 +167,10 @@ def build_run(cfg: DictConfig, output_dir: Path | None = None) -> Run:
         placement["devices"] = [claim_gpu(output_dir.parent / ".gpu_locks", cfg.parallel_gpus)]
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False, **placement)
     if isinstance(trainer.accelerator, CPUAccelerator) and keep_freed_memory():
-        log.info("training on the CPU: freed tensor memory is kept for reuse (glibc mallopt; see certlight/runs/host_memory.py)")
+        log.info(
+            "training on the CPU: freed tensor memory is kept for "
+            "reuse (glibc mallopt; see certlight/runs/host_memory.py)"
+        )
     return Run(datamodule, module, trainer, eps_train, eps_eval, ckpt_path)
 
 
@@ -176,7 +193,7 @@ def results_record(cfg: DictConfig, run: Run, metrics: dict, status: str, wall: 
         "config": module.run_config,
         "status": status,
         "complete": status == "finished",
-        "method": method_label(OmegaConf.to_container(cfg.method, resolve=True)),
+        "method": method_label(module.run_config),
         "dataset": datamodule.info.name,
         "eps_train": run.eps_train,
         "eps_eval": run.eps_eval,
@@ -189,7 +206,9 @@ def results_record(cfg: DictConfig, run: Run, metrics: dict, status: str, wall: 
         "clean_err": metrics.get("test/clean_err"),
         "verified_err": metrics.get("test/verified_err"),
         "verified_err_by_method": {
-            key.removeprefix("test/verified_err_"): value for key, value in metrics.items() if key.startswith("test/verified_err_")
+            key.removeprefix("test/verified_err_"): value
+            for key, value in metrics.items()
+            if key.startswith("test/verified_err_")
         },
         "parts": module.run_parts,
         "data_root": str(datamodule.root),
@@ -219,7 +238,12 @@ def train(cfg: DictConfig, output_dir: Path) -> dict:
     except BaseException as stop:
         stopped = isinstance(stop, (SystemExit, KeyboardInterrupt))  # Lightning's SIGTERM and Ctrl-C
         if run.trainer.is_global_zero:
-            write_results(output_dir, results_record(cfg, run, run.module.last_epoch_metrics, "interrupted" if stopped else "failed", time.time() - start))
+            write_results(
+                output_dir,
+                results_record(
+                    cfg, run, run.module.last_epoch_metrics, "interrupted" if stopped else "failed", time.time() - start
+                ),
+            )
         if not stopped:
             raise
         last = output_dir / "checkpoints" / "last.ckpt"

@@ -8,26 +8,47 @@ from typing import Any
 # default radii, which feed eps.*, and the one class auto-eps builds): never part of what a
 # run computes.
 OUTPUT_KEYS = (
-    "ckpt_path", "allow_resume_changes", "data", "callbacks", "logger", "dataset.default_eps", "auto_eps._target_",
-    "trainer.default_root_dir", "trainer.log_every_n_steps", "trainer.enable_progress_bar",
-    "trainer.enable_model_summary", "dataset.num_workers", "dataset.eval_batch_size", "dataset.device_resident",
-    "dataset.download", "optimized_metric",
+    "ckpt_path",
+    "allow_resume_changes",
+    "data",
+    "callbacks",
+    "logger",
+    "dataset.default_eps",
+    "auto_eps._target_",
+    "trainer.default_root_dir",
+    "trainer.log_every_n_steps",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "dataset.num_workers",
+    "dataset.eval_batch_size",
+    "dataset.device_resident",
+    "dataset.download",
+    "optimized_metric",
+    "method_name",
 )
 # How the same numbers are computed (bound engine, hardware): the same setting, other rounding.
 COMPUTATION_KEYS = ("bounds", "trainer.accelerator", "parallel_gpus")
 MISSING = "<absent>"
-METHOD_NAMES = {
-    "IBPModule": "ibp", "CrownIBPModule": "crown_ibp", "NaturalModule": "natural",
-    "MTLIBPModule": "mtl_ibp", "CCIBPModule": "cc_ibp", "SABRModule": "sabr",
+# Configs recorded before runs kept Hydra's choice of method name only their class.
+LEGACY_METHOD_NAMES = {
+    "IBPModule": "ibp",
+    "CrownIBPModule": "crown_ibp",
+    "NaturalModule": "natural",
+    "MTLIBPModule": "mtl_ibp",
+    "CCIBPModule": "cc_ibp",
+    "SABRModule": "sabr",
 }
 
 
-def method_label(method: dict) -> str:
-    """The method's name as ``method=`` spells it; IBP or CROWN-IBP with Shi et al.'s
-    initialisation or regulariser is ``fast_ibp`` / ``fast_crown_ibp`` (another method, not the
-    paper's baseline)."""
-    cls = str(method.get("_target_", "")).rsplit(".", 1)[-1]
-    name = METHOD_NAMES.get(cls, cls)
+def method_label(config: dict) -> str:
+    """The method's name as ``method=`` spelt it (a run config's ``method_name``); plain IBP or
+    CROWN-IBP given Shi et al.'s initialisation or regulariser is ``fast_ibp`` /
+    ``fast_crown_ibp`` (another method, not the paper's baseline)."""
+    method = config["method"]
+    name = config.get("method_name")
+    if name is None:
+        cls = str(method.get("_target_", "")).rsplit(".", 1)[-1]
+        name = LEGACY_METHOD_NAMES.get(cls, cls)
     if name in ("ibp", "crown_ibp") and (method.get("init") == "ibp" or method.get("regulariser")):
         return f"fast_{name}"
     return name

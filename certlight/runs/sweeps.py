@@ -20,7 +20,9 @@ OBJECTIVES = ("verified_err", "clean_err")
 
 def check_objective(name: str | None) -> None:
     if name is not None and name not in OBJECTIVES:
-        raise CertlightError(f"optimized_metric={name!r} is unknown; allowed: {', '.join(OBJECTIVES)} (results.json keys)")
+        raise CertlightError(
+            f"optimized_metric={name!r} is unknown; allowed: {', '.join(OBJECTIVES)} (results.json keys)"
+        )
 
 
 def objective(results: dict, name: str | None) -> float:

@@ -29,15 +29,23 @@ BENCHMARKS = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.gpu_queue", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.gpu_queue", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="verb", required=True)
     pack_cmd = sub.add_parser("pack", help="fill .campaign/ here")
-    pack_cmd.add_argument("--data", type=Path, default=None, help="data root holding MNIST/ and FashionMNIST/ (default: certlight's)")
+    pack_cmd.add_argument(
+        "--data", type=Path, default=None, help="data root holding MNIST/ and FashionMNIST/ (default: certlight's)"
+    )
     pack_cmd.add_argument("--no-wheels", action="store_true", help="skip building the wheels (already there)")
     run_cmd = sub.add_parser("run", help="on the GPU machine: benchmarks once, then the queue")
-    run_cmd.add_argument("--budget", type=float, default=540, help="seconds this command may take (the device allows 600)")
+    run_cmd.add_argument(
+        "--budget", type=float, default=540, help="seconds this command may take (the device allows 600)"
+    )
     run_cmd.add_argument("--out", type=Path, required=True, help="where the files that come back go ($OUT)")
-    run_cmd.add_argument("--parallel", type=int, default=None, help="runs side by side (default: probed once, then kept)")
+    run_cmd.add_argument(
+        "--parallel", type=int, default=None, help="runs side by side (default: probed once, then kept)"
+    )
     run_cmd.add_argument("--no-bench", action="store_true")
     run_cmd.add_argument("--state", type=Path, default=STATE)
     run_cmd.add_argument("overrides", nargs="*", help="extra train.py overrides for every run (trainer=gpu by default)")
@@ -47,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.verb == "pack":
-            from tools.gpu_queue.pack import pack
             from certlight.data import default_data_root
+            from tools.gpu_queue.pack import pack
 
             pack(STATE, args.data or Path(default_data_root()), QUEUE_RECORD, wheels=not args.no_wheels)
         elif args.verb == "run":
@@ -72,7 +80,10 @@ def run(args) -> None:
     from tools.gpu_queue.runner import Campaign, probe_parallel
 
     if not torch.cuda.is_available():
-        raise CertlightError("run needs a CUDA GPU (its runs train with trainer=gpu) and this machine has none; nothing was run or recorded")
+        raise CertlightError(
+            "run needs a CUDA GPU (its runs train with trainer=gpu) "
+            "and this machine has none; nothing was run or recorded"
+        )
     overrides = tuple(args.overrides) or ("trainer=gpu",)
     campaign = Campaign(args.state, args.budget, extra_overrides=overrides)
     try:
@@ -83,7 +94,9 @@ def run(args) -> None:
         if parallel is None:
             parallel = probe_parallel(campaign, PROBE_RUN, steps=300)
             if parallel is None:
-                raise CertlightError(f"every probe run failed (see {campaign.state / 'campaign.log'}); nothing recorded")
+                raise CertlightError(
+                    f"every probe run failed (see {campaign.state / 'campaign.log'}); nothing recorded"
+                )
             campaign.write_meta({**campaign.meta(), "parallel": parallel})
         campaign.log(f"{parallel} run(s) side by side")
         failed = campaign.run_queue(parallel)

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tools.gpu_queue.queue import paper_queue, pending, read_queue, write_json
 from certlight.errors import CertlightError
+from tools.gpu_queue.queue import paper_queue, pending, read_queue, write_json
 
 # Pure-Python packages the GPU image (torch, Lightning, torchmetrics, matplotlib) lacks; pip
 # builds a wheel where PyPI has only a source archive (antlr4 4.9.3, auto-lirpa 0.3).
@@ -29,7 +29,9 @@ def pack(state: Path, data_root: Path, queue_file: Path, wheels: bool = True, re
     if wheels:
         target = state / "wheels"
         shutil.rmtree(target, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(target), *WHEELS], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(target), *WHEELS], check=True
+        )
     for name in DATASETS:
         files = sorted((data_root / name / "raw").glob("*.gz"))
         if not files:
@@ -42,7 +44,9 @@ def pack(state: Path, data_root: Path, queue_file: Path, wheels: bool = True, re
     write_json(queue_file, queue)  # the committed record of what is done
     write_json(state / "queue.json", queue)
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=repo, capture_output=True, check=True).stdout.split(b"\0")
-    total = folder_bytes(state) + sum((repo / name.decode()).stat().st_size for name in tracked if name and (repo / name.decode()).is_file())
+    total = folder_bytes(state) + sum(
+        (repo / name.decode()).stat().st_size for name in tracked if name and (repo / name.decode()).is_file()
+    )
     if total > TREE_LIMIT:
         raise CertlightError(f"campaign pack: {total / 2**20:.1f} MiB would travel, over the device's 64 MiB")
     print(f"packed {state}: {len(pending(queue))} of {len(queue)} runs to do, {total / 2**20:.1f} MiB to carry")

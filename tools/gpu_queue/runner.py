@@ -24,7 +24,14 @@ PARALLEL_CANDIDATES = (1, 2, 4)
 
 
 class Campaign:
-    def __init__(self, state: Path, budget_s: float, python: str = sys.executable, extra_overrides: tuple[str, ...] = (), poll_s: float = 1.0):
+    def __init__(
+        self,
+        state: Path,
+        budget_s: float,
+        python: str = sys.executable,
+        extra_overrides: tuple[str, ...] = (),
+        poll_s: float = 1.0,
+    ):
         self.state, self.python, self.extra, self.poll_s = state, python, tuple(extra_overrides), poll_s
         self.deadline = time.monotonic() + budget_s
         self.queue_file = state / "queue.json"
@@ -52,8 +59,18 @@ class Campaign:
                 continue
             self.log(f"benchmark {name}: {' '.join(argv)}")
             try:
-                proc = subprocess.run([self.python, *argv], env=self.env, capture_output=True, text=True, timeout=max(self.left() - GRACE_S, 1))
-                text = proc.stdout if proc.returncode == 0 else f"failed ({proc.returncode}):\n```\n{proc.stderr[-3000:]}\n```\n"
+                proc = subprocess.run(
+                    [self.python, *argv],
+                    env=self.env,
+                    capture_output=True,
+                    text=True,
+                    timeout=max(self.left() - GRACE_S, 1),
+                )
+                text = (
+                    proc.stdout
+                    if proc.returncode == 0
+                    else f"failed ({proc.returncode}):\n```\n{proc.stderr[-3000:]}\n```\n"
+                )
             except subprocess.TimeoutExpired:
                 text = "stopped at the command's budget\n"
             (bench / f"{name}.md").write_text(text)
@@ -71,9 +88,21 @@ class Campaign:
     def _command(self, entry: dict) -> tuple[list[str], Path]:
         run_dir = self.state / "runs" / entry["name"]
         parts = sorted((p for p in run_dir.glob("part*") if p.is_dir()), key=lambda p: int(p.name[4:]))
-        resume = [f"ckpt_path={(p / 'checkpoints' / 'last.ckpt').resolve()}" for p in reversed(parts) if (p / "checkpoints" / "last.ckpt").is_file()][:1]
+        resume = [
+            f"ckpt_path={(p / 'checkpoints' / 'last.ckpt').resolve()}"
+            for p in reversed(parts)
+            if (p / "checkpoints" / "last.ckpt").is_file()
+        ][:1]
         part = run_dir / f"part{len(parts)}"
-        argv = [self.python, "train.py", *entry["overrides"], *self.extra, "++trainer.enable_progress_bar=false", f"hydra.run.dir={part.resolve()}", *resume]
+        argv = [
+            self.python,
+            "train.py",
+            *entry["overrides"],
+            *self.extra,
+            "++trainer.enable_progress_bar=false",
+            f"hydra.run.dir={part.resolve()}",
+            *resume,
+        ]
         return argv, part
 
     def run_queue(self, parallel: int) -> int:
@@ -91,8 +120,14 @@ class Campaign:
                 entry = todo.pop(0)
                 argv, part = self._command(entry)
                 part.parent.mkdir(parents=True, exist_ok=True)
-                self.log(f"start {entry['name']} {part.name}" + (" (resumed)" if any(a.startswith("ckpt_path=") for a in argv) else ""))
-                running[entry["name"]] = (subprocess.Popen(argv, env=self.env, stdout=open(f"{part}.log", "w"), stderr=subprocess.STDOUT), part)
+                self.log(
+                    f"start {entry['name']} {part.name}"
+                    + (" (resumed)" if any(a.startswith("ckpt_path=") for a in argv) else "")
+                )
+                running[entry["name"]] = (
+                    subprocess.Popen(argv, env=self.env, stdout=open(f"{part}.log", "w"), stderr=subprocess.STDOUT),
+                    part,
+                )
             if not running:
                 break
             time.sleep(self.poll_s)
@@ -112,7 +147,10 @@ class Campaign:
             self.write_meta({**meta, "failed_runs": meta.get("failed_runs", 0) + 1})
             log = Path(f"{part}.log")
             reason = log.read_text(errors="replace").strip().splitlines()[-5:] if log.is_file() else ["(no log)"]
-            self.log(f"FAILED {entry['name']}: exited {code} ({entry['failures']} failure(s)); last lines of {log.name}:\n    " + "\n    ".join(reason))
+            self.log(
+                f"FAILED {entry['name']}: exited {code} ({entry['failures']} "
+                f"failure(s)); last lines of {log.name}:\n    " + "\n    ".join(reason)
+            )
         write_json(self.queue_file, self.queue)
 
     def _stop(self, running: dict) -> None:
@@ -120,7 +158,7 @@ class Campaign:
         for name, (proc, _) in running.items():
             self.log(f"stopping {name} at the budget")
             proc.send_signal(signal.SIGTERM)
-        for name, (proc, _) in running.items():
+        for proc, _ in running.values():
             try:
                 proc.wait(timeout=max(GRACE_S - 10, 5))
             except subprocess.TimeoutExpired:
@@ -140,9 +178,18 @@ def probe_parallel(campaign: Campaign, probe_overrides: list[str], steps: int) -
         start = time.monotonic()
         procs = [
             subprocess.Popen(
-                [campaign.python, "train.py", *probe_overrides, f"++trainer.max_steps={steps}", "++trainer.limit_val_batches=0",
-                 "++trainer.enable_progress_bar=false", f"hydra.run.dir={(folder / str(i)).resolve()}"],
-                env=campaign.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    campaign.python,
+                    "train.py",
+                    *probe_overrides,
+                    f"++trainer.max_steps={steps}",
+                    "++trainer.limit_val_batches=0",
+                    "++trainer.enable_progress_bar=false",
+                    f"hydra.run.dir={(folder / str(i)).resolve()}",
+                ],
+                env=campaign.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             for i in range(k)
         ]

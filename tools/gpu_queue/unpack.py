@@ -70,4 +70,3 @@ def _tables(runs: Path, paper: Path) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     paper.write_text(text)
-

@@ -14,8 +14,11 @@ from certlight.bounds.spec import margin_spec
 _METHODS = {"ibp": "IBP", "crown_ibp": "CROWN-IBP", "crown": "CROWN"}
 # auto_LiRPA 0.3's sparse-alpha bookkeeping trips over these networks unless it is off.
 BOUND_OPTS = {
-    "sparse_intermediate_bounds": False, "sparse_conv_intermediate_bounds": False,
-    "sparse_intermediate_bounds_with_ibp": False, "sparse_features_alpha": False, "sparse_spec_alpha": False,
+    "sparse_intermediate_bounds": False,
+    "sparse_conv_intermediate_bounds": False,
+    "sparse_intermediate_bounds_with_ibp": False,
+    "sparse_features_alpha": False,
+    "sparse_spec_alpha": False,
 }
 
 
@@ -34,7 +37,9 @@ class LirpaBounds:
 
     def __init__(self, net: nn.Module):
         if not lirpa_available():
-            raise ValueError("backend=auto_lirpa needs auto_LiRPA: pip install --no-deps auto-lirpa==0.3 appdirs (or backend=native)")
+            raise ValueError(
+                "backend=auto_lirpa needs auto_LiRPA: pip install --no-deps auto-lirpa==0.3 appdirs (or backend=native)"
+            )
         from certlight.bounds.lirpa.compat import load
 
         self.lirpa = load()
