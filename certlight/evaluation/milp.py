@@ -177,19 +177,18 @@ class MILPEncoding:
                 sparse.csr_matrix((np.ones(index.size), (np.arange(index.size), index)), shape=(index.size, n)),
             )
 
-        gate = (gates, sparse.identity(unstable.size, format="csr"))
         if on.size:  # y - x = c
             self.model.add_rows(const[on], const[on], [pick(on), *expr.rows(on, -1.0)])
         if unstable.size:
-            l, u, c = low[unstable], high[unstable], const[unstable]
+            lo, hi, c = low[unstable], high[unstable], const[unstable]
             self.model.add_rows(c, np.full(c.size, np.inf), [pick(unstable), *expr.rows(unstable, -1.0)])  # y - x >= c
             self.model.add_rows(
                 np.full(c.size, -np.inf),
-                c - l,
-                [pick(unstable), *expr.rows(unstable, -1.0), (gates, sparse.diags(-l, format="csr"))],
+                c - lo,
+                [pick(unstable), *expr.rows(unstable, -1.0), (gates, sparse.diags(-lo, format="csr"))],
             )
             self.model.add_rows(
-                np.full(c.size, -np.inf), np.zeros(c.size), [pick(unstable), (gate[0], sparse.diags(-u, format="csr"))]
+                np.full(c.size, -np.inf), np.zeros(c.size), [pick(unstable), (gates, sparse.diags(-hi, format="csr"))]
             )
         return _Expr({self._block(): (outputs, sparse.identity(n, format="csr"))}, np.zeros(n))
 
