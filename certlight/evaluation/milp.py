@@ -11,7 +11,7 @@ counterexample, which a plain float32 forward pass must confirm; the time limit 
 
 The big-M's bounds make the encoding exact, not approximate: every input of the box satisfies
 the constraints, and every solution is a real input with the real network's output (to the
-solver's 1e-9 feasibility tolerance, which is why a counterexample is checked by a forward pass).
+solver's feasibility tolerance, which is why a counterexample is checked by a forward pass).
 """
 
 from __future__ import annotations
@@ -28,13 +28,9 @@ from scipy import sparse
 from torch import nn
 
 from certlight.bounds import margin_spec, rule
-from certlight.bounds.engine import crown_intermediate_bounds, layers_with_shapes
+from certlight.bounds.engine import crown_intermediate_bounds
 
 VERIFIED, FALSIFIED, UNKNOWN = "verified", "falsified", "unknown"
-
-
-def relu_neurons(net: nn.Module, shape) -> int:
-    return sum(s.numel() for layer, s in layers_with_shapes(net, shape) if isinstance(layer, nn.ReLU))
 
 
 @dataclass
