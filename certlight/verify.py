@@ -114,40 +114,29 @@ def evaluate(net, bounder, datamodule: CertifiedDataModule, request: Request, cf
     starts come from a generator seeded by ``seed``, so two runs report the same numbers."""
     info = datamodule.info
 
-    def cascade(stages: list[str], name: str) -> list[dict]:
+    def attacked(certify, name: str, methods: list[str], **options) -> list[dict]:
+        """``certify`` (the single methods' or a cascade's) over the test set, a fresh seeded attack each."""
         batches = tqdm(datamodule.test_dataloader(), desc=name, unit="batch")
         generator = torch.Generator().manual_seed(cfg.seed)
-        return cascade_certify(
+        return certify(
             net,
             bounder,
             batches,
             info.mean,
             info.std,
             request.eps_values,
-            stages,
+            methods,
             cfg.pgd.steps,
             cfg.pgd.restarts,
             generator,
-            time_limit=cfg.milp_timeout,
+            **options,
         )
 
+    def cascade(stages: list[str], name: str) -> list[dict]:
+        return attacked(cascade_certify, name, stages, time_limit=cfg.milp_timeout)
+
     single = [m for m in request.methods if m not in (CASCADE, *COMPLETE)]
-    rows = []
-    if single:
-        batches = tqdm(datamodule.test_dataloader(), desc="verify", unit="batch")
-        generator = torch.Generator().manual_seed(cfg.seed)
-        rows = certify_dataset(
-            net,
-            bounder,
-            batches,
-            info.mean,
-            info.std,
-            request.eps_values,
-            single,
-            cfg.pgd.steps,
-            cfg.pgd.restarts,
-            generator,
-        )
+    rows = attacked(certify_dataset, "verify", single) if single else []
     for complete in (m for m in request.methods if m in COMPLETE):
         rows = merge_cascade(rows, cascade([*BEHIND, complete], complete), complete)
     if CASCADE in request.methods:
