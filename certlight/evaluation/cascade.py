@@ -22,17 +22,16 @@ from torch import nn
 from certlight.bounds import is_verified
 from certlight.evaluation.certify import attacked_batches
 from certlight.evaluation.memory import PeakMemory
+from certlight.evaluation.milp import FALSIFIED, VERIFIED, NetworkMatrices, milp_verify
 from certlight.metrics import CertificationErrors
 
 CASCADE = ("ibp", "crown_ibp", "crown", "alpha_crown")
 COMPLETE = ("milp",)
 
 
-def complete_verdicts(stage: str, net, x, y, lower, upper, margin_lower, time_limit: float):
-    """(verified, falsified, seconds per example) of a complete stage on these examples."""
-    from certlight.evaluation.milp import FALSIFIED, VERIFIED, milp_verify
-
-    outcomes = milp_verify(net, x, y, lower, upper, margin_lower, time_limit)
+def complete_verdicts(net, x, y, lower, upper, margin_lower, time_limit: float, matrices):
+    """(verified, falsified, seconds per example) of the complete stage on these examples."""
+    outcomes = milp_verify(net, x, y, lower, upper, margin_lower, time_limit, matrices)
     flags = [(o.verdict == VERIFIED, o.verdict == FALSIFIED) for o in outcomes]
     verified, falsified = (torch.tensor([f[i] for f in flags], dtype=torch.bool, device=x.device) for i in (0, 1))
     return verified, falsified, [o.seconds for o in outcomes]
@@ -58,6 +57,7 @@ def cascade_certify(
     metrics = [CertificationErrors(["cascade"]) for _ in eps_values]
     records = [{s: _empty_record(s) for s in stages} for _ in eps_values]
     falsified_total = [0 for _ in eps_values]
+    matrices = None  # the MILP's affine layers, built on its first batch and reused by the others
     for b in attacked_batches(net, batches, mean, std, eps_values, pgd_steps, pgd_restarts, generator):
         undecided, falsified = ~b.broken, torch.zeros_like(b.broken)
         best = torch.full(
@@ -71,8 +71,9 @@ def cascade_certify(
             start = time.perf_counter()
             with PeakMemory(b.x.device) as peak, torch.no_grad():
                 if stage in COMPLETE:
+                    matrices = matrices or NetworkMatrices(net, b.x.shape[1:])
                     verified, broken, per_example = complete_verdicts(
-                        stage, net, b.x[index], b.y[index], b.lower[index], b.upper[index], best[index], time_limit
+                        net, b.x[index], b.y[index], b.lower[index], b.upper[index], best[index], time_limit, matrices
                     )
                     record["falsified"] += int(broken.sum())
                     record["per_example_s"] += per_example

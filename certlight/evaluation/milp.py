@@ -20,7 +20,7 @@ import copy
 import functools
 import operator
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -41,7 +41,6 @@ class Outcome:
     verdict: str
     counterexample: torch.Tensor | None = None
     seconds: float = 0.0
-    margins: dict = field(default_factory=dict)  # row -> exact minimum (or its bound) where solved
 
 
 class _Model:
@@ -231,15 +230,17 @@ def milp_verify(
     upper: torch.Tensor,
     margin_lower: torch.Tensor | None = None,
     time_limit: float = 60.0,
+    matrices: NetworkMatrices | None = None,
 ) -> list[Outcome]:
     """Each example of the batch: verified, falsified (with a confirmed counterexample) or unknown.
     ``margin_lower`` (B, K-1): sound bounds already known (rows already positive are skipped, the
-    others are tried most negative first); the network must be in eval mode."""
+    others are tried most negative first); ``matrices``: the network's affine layers, built once by
+    a caller that verifies batch after batch; the network must be in eval mode."""
     net = net.eval()
     spec = margin_spec(y, net[-1].out_features, torch.float64)
     with torch.no_grad():
         state = crown_intermediate_bounds(net, lower, upper)
-    matrices = NetworkMatrices(net, lower.shape[1:])
+    matrices = matrices or NetworkMatrices(net, lower.shape[1:])
     outcomes = []
     for b in range(x.shape[0]):
         start = time.perf_counter()
@@ -257,19 +258,16 @@ def milp_verify(
             if left <= 0:
                 outcome = Outcome(UNKNOWN)
                 break
-            verdict, point, value = _minimise_row(h, encoding, spec[b, j].numpy(), left)
-            outcome.margins[j] = value
+            verdict, point = _minimise_row(h, encoding, spec[b, j].numpy(), left)
             if verdict == FALSIFIED:
                 candidate = torch.as_tensor(point, dtype=x.dtype).view_as(x[b]).clamp(lower[b], upper[b])
                 with torch.no_grad():
                     logits = net(candidate.unsqueeze(0))[0]
                 confirmed = bool(logits.argmax() != y[b])
-                outcome = Outcome(
-                    FALSIFIED if confirmed else UNKNOWN, candidate if confirmed else None, margins=outcome.margins
-                )
+                outcome = Outcome(FALSIFIED, candidate) if confirmed else Outcome(UNKNOWN)
                 break
             if verdict == UNKNOWN:
-                outcome = Outcome(UNKNOWN, margins=outcome.margins)
+                outcome = Outcome(UNKNOWN)
                 break
         outcome.seconds = time.perf_counter() - start
         outcomes.append(outcome)
@@ -278,7 +276,7 @@ def milp_verify(
 
 def _minimise_row(h, encoding: MILPEncoding, spec_row: np.ndarray, time_limit: float):
     """Minimise one margin over the box, looking only below 0 (HiGHS's objective bound): returns
-    the verdict for the row, the input of a negative solution, and the solved value."""
+    the verdict for the row and, when negative, the solution's input."""
     import highspy
 
     logits = encoding.logits
@@ -297,9 +295,9 @@ def _minimise_row(h, encoding: MILPEncoding, spec_row: np.ndarray, time_limit: f
     has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
     if has_solution and info.objective_function_value < 0:
         values = np.asarray(h.getSolution().col_value)
-        return FALSIFIED, values[encoding.input_columns], info.objective_function_value
+        return FALSIFIED, values[encoding.input_columns]
     if status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kObjectiveBound) or (
         status == highspy.HighsModelStatus.kOptimal and info.objective_function_value >= 0
     ):
-        return VERIFIED, None, info.mip_dual_bound
-    return UNKNOWN, None, info.mip_dual_bound
+        return VERIFIED, None
+    return UNKNOWN, None
