@@ -11,6 +11,7 @@ Writes ``verify.json`` in the Hydra output directory and prints a table.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ from certlight.config import CONF_DIR, build, data_root
 from certlight.data import CertifiedDataModule
 from certlight.errors import CertlightError, keyed
 from certlight.evaluation import certify_dataset, hidden_neurons
-from certlight.evaluation.cascade import COMPLETE, cascade_certify
+from certlight.evaluation.bab import BaBOptions
+from certlight.evaluation.cascade import COMPLETE, BaBStage, MILPStage, cascade_certify
 from certlight.runs.checkpoints import TrainedModel, load_trained
 from certlight.runs.pipeline import build_datamodule
 from certlight.validate import integer_at_least, optional_integer_at_least, parse_epsilon
@@ -81,16 +83,17 @@ def load_network(trained: TrainedModel, datamodule: CertifiedDataModule) -> torc
 
 
 def affordable(request: Request, relus: int, limit: int, milp_limit: int) -> Request:
-    """Full CROWN and α-CROWN dropped (and said so) for networks with more than ``limit`` ReLUs;
-    the exact MILP refused in one line above ``milp_limit``."""
-    if relus > milp_limit and any(m in COMPLETE for m in (*request.methods, *request.stages)):
+    """Full CROWN, α-CROWN and branch and bound (which starts from CROWN's bounds) dropped (and
+    said so) for networks with more than ``limit`` ReLUs; the exact MILP refused in one line above
+    ``milp_limit``."""
+    if relus > milp_limit and "milp" in (*request.methods, *request.stages):
         raise CertlightError(
             f"milp: the network has {relus} ReLUs, more than milp_max_neurons={milp_limit}; "
             "the exact MILP is for small networks (raise milp_max_neurons to try anyway)"
         )
     if relus <= limit:
         return request
-    skipped = [m for m in ("crown", "alpha_crown") if m in request.methods or m in request.stages]
+    skipped = [m for m in ("crown", "alpha_crown", "bab") if m in request.methods or m in request.stages]
     if skipped:
         print(f"{', '.join(skipped)} skipped: {relus} ReLUs > crown_max_neurons={limit}")
     keep = [m for m in request.methods if m not in skipped], [m for m in request.stages if m not in skipped]
@@ -109,7 +112,9 @@ def check_backend(bounder, request: Request, backend: str) -> None:
         )
 
 
-def evaluate(net, bounder, datamodule: CertifiedDataModule, request: Request, cfg: DictConfig) -> list[dict]:
+def evaluate(
+    net, bounder, datamodule: CertifiedDataModule, request: Request, cfg: DictConfig, complete: dict
+) -> list[dict]:
     """The table's rows: single methods, then the cascade beside them. The attack's random
     starts come from a generator seeded by ``seed``, so two runs report the same numbers."""
     info = datamodule.info
@@ -133,7 +138,7 @@ def evaluate(net, bounder, datamodule: CertifiedDataModule, request: Request, cf
         )
 
     def cascade(stages: list[str], name: str) -> list[dict]:
-        return attacked(cascade_certify, name, stages, time_limit=cfg.milp_timeout)
+        return attacked(cascade_certify, name, stages, complete=complete)
 
     single = [m for m in request.methods if m not in (CASCADE, *COMPLETE)]
     rows = attacked(certify_dataset, "verify", single) if single else []
@@ -144,6 +149,17 @@ def evaluate(net, bounder, datamodule: CertifiedDataModule, request: Request, cf
     return rows
 
 
+def complete_stages(cfg: DictConfig) -> dict:
+    """The complete verifiers with the user's limits; bad values named by their key."""
+    with keyed("bab"):
+        tuning = BaBOptions(**cfg.bab, max_memory_gb=cfg.bounds.max_memory_gb or BaBOptions.max_memory_gb)
+    try:
+        options = dataclasses.replace(tuning, timeout=cfg.bab_timeout)
+    except ValueError as error:
+        raise CertlightError(f"bab_{error}") from None
+    return {"milp": MILPStage(cfg.milp_timeout), "bab": BaBStage(options)}
+
+
 def verify(cfg: DictConfig, output_dir: Path) -> dict:
     if not cfg.get("ckpt"):
         raise CertlightError(
@@ -152,6 +168,7 @@ def verify(cfg: DictConfig, output_dir: Path) -> dict:
     trained = load_trained(hydra.utils.to_absolute_path(str(cfg.ckpt)))
     train_cfg = OmegaConf.create(trained.config)
     request = check_request(cfg, train_cfg)
+    complete = complete_stages(cfg)
     # The training run's own data path, with only what evaluation changes overridden.
     datamodule = build_datamodule(
         train_cfg.dataset,
@@ -173,7 +190,7 @@ def verify(cfg: DictConfig, output_dir: Path) -> dict:
     with keyed("bounds"):
         bounder = build(cfg.bounds)(net=net)
     check_backend(bounder, request, cfg.bounds.backend)
-    rows = evaluate(net, bounder, datamodule, request, cfg)
+    rows = evaluate(net, bounder, datamodule, request, cfg, complete)
     report = {
         "ckpt": trained.source,
         "methods": request.methods,

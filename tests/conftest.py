@@ -12,6 +12,8 @@ import pytest
 import torch
 from torch import nn
 
+from certlight.models.residual import Residual
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
@@ -94,6 +96,40 @@ def random_convnet(seed: int, batchnorm: bool = False, in_channels: int = 2, cla
             layer.weight.data.uniform_(-1.5, 1.5)
             layer.bias.data.uniform_(-0.5, 0.5)
     return model.eval()
+
+
+def residual_net(seed: int) -> nn.Sequential:
+    torch.manual_seed(seed)
+    body = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8))
+    net = nn.Sequential(
+        nn.Linear(6, 8),
+        nn.ReLU(),
+        Residual(body),
+        nn.ReLU(),
+        nn.Linear(8, 8),
+        nn.BatchNorm1d(8),
+        nn.ReLU(),
+        nn.Linear(8, 4),
+    )
+    net[5].running_mean.uniform_(-0.5, 0.5)
+    net[5].running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+def sharpened(net: nn.Sequential) -> nn.Sequential:
+    """The first weighted layer 8x steeper: decision boundaries then cross the small boxes."""
+    first = next(m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
+    first.weight.data *= 8
+    return net
+
+
+# The complete verifiers' test networks: network, input shape, radii (where HiGHS takes well
+# under a second per example), whether every seed has examples it falsifies (both verdicts occur)
+ORACLE_NETWORKS = {
+    "mlp": (lambda seed: sharpened(random_mlp(seed, widths=(6, 16, 16, 4))), (6,), (0.1, 0.2), True),
+    "conv+batchnorm": (lambda seed: sharpened(random_convnet(seed, batchnorm=True)), (2, 7, 7), (0.05, 0.1), False),
+    "residual+batchnorm": (lambda seed: sharpened(residual_net(seed)), (6,), (0.1, 0.2), False),
+}
 
 
 def conv_problem(seed: int, batch: int, eps: float = 0.05):

@@ -10,9 +10,8 @@ from torch import nn
 from certlight.attacks import attack_succeeds, pgd_margins
 from certlight.bounds import input_box, is_verified, margin_lower_bounds
 from certlight.evaluation.milp import FALSIFIED, UNKNOWN, VERIFIED, milp_verify
-from certlight.models.residual import Residual
 
-from conftest import random_convnet, random_mlp
+from conftest import ORACLE_NETWORKS, random_mlp
 
 
 def grid_minimum(net, x, y, eps, steps=201):
@@ -49,44 +48,10 @@ def test_the_verdict_on_a_2d_box_is_the_grids(seed):
     assert decided >= 20  # the grid decides most examples, so the test compares real verdicts
 
 
-def residual_net(seed: int) -> nn.Sequential:
-    torch.manual_seed(seed)
-    body = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8))
-    net = nn.Sequential(
-        nn.Linear(6, 8),
-        nn.ReLU(),
-        Residual(body),
-        nn.ReLU(),
-        nn.Linear(8, 8),
-        nn.BatchNorm1d(8),
-        nn.ReLU(),
-        nn.Linear(8, 4),
-    )
-    net[5].running_mean.uniform_(-0.5, 0.5)
-    net[5].running_var.uniform_(0.5, 2.0)
-    return net.eval()
-
-
-def sharpened(net: nn.Sequential) -> nn.Sequential:
-    """The first weighted layer 8x steeper: decision boundaries then cross the small boxes."""
-    first = next(m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
-    first.weight.data *= 8
-    return net
-
-
-# network, input shape, radii (where HiGHS takes well under a second per example), whether
-# every seed has examples it falsifies (so both verdicts are exercised)
-NETWORKS = {
-    "mlp": (lambda seed: sharpened(random_mlp(seed, widths=(6, 16, 16, 4))), (6,), (0.1, 0.2), True),
-    "conv+batchnorm": (lambda seed: sharpened(random_convnet(seed, batchnorm=True)), (2, 7, 7), (0.05, 0.1), False),
-    "residual+batchnorm": (lambda seed: sharpened(residual_net(seed)), (6,), (0.1, 0.2), False),
-}
-
-
-@pytest.mark.parametrize("name", NETWORKS)
+@pytest.mark.parametrize("name", ORACLE_NETWORKS)
 @pytest.mark.parametrize("seed", range(2))
 def test_milp_agrees_with_every_sound_bound_and_every_attack(name, seed):
-    build, shape, radii, falsifies = NETWORKS[name]
+    build, shape, radii, falsifies = ORACLE_NETWORKS[name]
     net = build(seed).eval()
     torch.manual_seed(seed)
     x = torch.rand(8, *shape)

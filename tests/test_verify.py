@@ -238,30 +238,48 @@ def test_auto_lirpa_with_alpha_crown_is_refused_before_anything_runs(
     assert not (tmp_path / "verify.json").exists()
 
 
-def test_verify_reports_the_exact_milp_column_and_its_stages(fake_data_root, tmp_path, capsys):
-    """methods=[milp]: it runs behind IBP and CROWN-IBP, so it verifies at least what they do;
-    what it leaves is falsified or unknown (its time limit), and the counts add up. (Its
-    verdicts themselves are checked against a grid and the bounds in test_milp.py.)"""
+@pytest.mark.parametrize("complete", ["milp", "bab"])
+def test_verify_reports_a_complete_column_and_its_stages(complete, fake_data_root, tmp_path, capsys):
+    """methods=[milp] or [bab]: it runs behind IBP and CROWN-IBP, so it verifies at least what
+    they do; what it leaves is falsified or unknown (its time limit), and the counts add up. (Its
+    verdicts themselves are checked against a grid, the bounds and each other in test_milp.py and
+    test_bab.py.)"""
     run_dir = tmp_path / "natural"
     train(compose_train(tiny_run_overrides(fake_data_root, "method=natural", "trainer.max_epochs=2"), run_dir), run_dir)
     args = [
         f"ckpt={run_dir}",
         f"data.root={fake_data_root}",
-        "methods=[ibp,crown_ibp,milp]",
+        f"methods=[ibp,crown_ibp,{complete}]",
         "test_subset=6",
         "eps.eval=0.005",
         "pgd.steps=5",
-        "milp_timeout=1",
+        f"{complete}_timeout=1",
     ]
     (row,) = verify(compose_verify(args), tmp_path / "verify")["results"]
-    assert row["verified_err"]["milp"] <= min(row["verified_err"]["ibp"], row["verified_err"]["crown_ibp"])
-    stages = {s["stage"]: s for s in row["milp_stages"]}
-    assert list(stages) == ["ibp", "crown_ibp", "milp"]
-    milp = stages["milp"]
-    assert milp["ran_on"] == stages["crown_ibp"]["ran_on"] - stages["crown_ibp"]["verified"] > 0
-    assert milp["verified"] + milp["falsified"] + milp["unknown"] == milp["ran_on"]
+    assert row["verified_err"][complete] <= min(row["verified_err"]["ibp"], row["verified_err"]["crown_ibp"])
+    stages = {s["stage"]: s for s in row[f"{complete}_stages"]}
+    assert list(stages) == ["ibp", "crown_ibp", complete]
+    last = stages[complete]
+    assert last["ran_on"] == stages["crown_ibp"]["ran_on"] - stages["crown_ibp"]["verified"] > 0
+    assert last["verified"] + last["falsified"] + last["unknown"] == last["ran_on"]
     assert row["falsified_err"] >= row["pgd_err"] - 1e-6  # pgd_err is a float32 rate
     assert "falsified err" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("bab_timeout=0", r"^bab_timeout=0 must be a number > 0$"),
+        ("bab.iterations=-1", r"^bab\.iterations=-1 must be an integer >= 0$"),
+        ("bab.alpha_lr=0", r"^bab\.alpha_lr=0 must be a number > 0$"),
+    ],
+)
+def test_bad_branch_and_bound_options_are_refused_before_anything_runs(
+    override, message, trained_checkpoint, fake_data_root, tmp_path
+):
+    base = [f"ckpt={trained_checkpoint}", f"data.root={fake_data_root}", "methods=[bab]"]
+    with pytest.raises(CertlightError, match=message):
+        verify(compose_verify([*base, override]), tmp_path)
 
 
 def test_milp_is_refused_above_its_neuron_limit_and_only_last_in_a_cascade(

@@ -35,12 +35,17 @@ Bounds = tuple[torch.Tensor, torch.Tensor]
 @dataclass
 class WalkState:
     """What one pass over the network records, keyed by walk key: the (scale, shift) each
-    BatchNorm applied in the clean forward, the input bounds of every ReLU, and (α-CROWN)
-    chosen lower-relaxation slopes of the unstable ReLUs, (B, S, *shape) in [0, 1]."""
+    BatchNorm applied in the clean forward, the input bounds of every ReLU, (α-CROWN) chosen
+    lower-relaxation slopes of the unstable ReLUs, (B, S, *shape) in [0, 1], and (β-CROWN) the
+    split constraints' Lagrangian terms added to a ReLU input's coefficients, (B, S, *shape).
+    ``relu_coefficients``, when a dict, receives the coefficients each ReLU's output gets in
+    a backward pass (what branching heuristics score)."""
 
     batchnorm: dict[Key, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     pre_activation: dict[Key, Bounds] = field(default_factory=dict)
     lower_slopes: dict[Key, torch.Tensor] = field(default_factory=dict)
+    split_multipliers: dict[Key, torch.Tensor] = field(default_factory=dict)
+    relu_coefficients: dict[Key, torch.Tensor] | None = None
 
 
 class Rule:
@@ -309,7 +314,12 @@ class ReLURule(Monotone):
 
     def backward(self, layer, coefficients, key, state, in_shape):
         lower, upper = state.pre_activation[key]
-        return relaxed_relu_backward(coefficients, lower, upper, state.lower_slopes.get(key))
+        if state.relu_coefficients is not None:
+            state.relu_coefficients[key] = coefficients
+        coefficients, bias = relaxed_relu_backward(coefficients, lower, upper, state.lower_slopes.get(key))
+        if key in state.split_multipliers:
+            coefficients = coefficients + state.split_multipliers[key]
+        return coefficients, bias
 
 
 # --- containers ---------------------------------------------------------------------------

@@ -14,24 +14,50 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
 
 from certlight.bounds import is_verified
+from certlight.evaluation.bab import BaBOptions, bab_verify
 from certlight.evaluation.certify import attacked_batches
 from certlight.evaluation.memory import PeakMemory
-from certlight.evaluation.milp import FALSIFIED, VERIFIED, NetworkMatrices, milp_verify
+from certlight.evaluation.milp import NetworkMatrices, milp_verify
+from certlight.evaluation.verdicts import FALSIFIED, VERIFIED, Outcome
 from certlight.metrics import CertificationErrors
 
 CASCADE = ("ibp", "crown_ibp", "crown", "alpha_crown")
-COMPLETE = ("milp",)
+COMPLETE = ("milp", "bab")
+# A complete verifier: (net, x, y, lower, upper, sound margin bounds so far) -> one Outcome per example.
+CompleteVerifier = Callable[..., list[Outcome]]
 
 
-def complete_verdicts(net, x, y, lower, upper, margin_lower, time_limit: float, matrices):
-    """(verified, falsified, seconds per example) of the complete stage on these examples."""
-    outcomes = milp_verify(net, x, y, lower, upper, margin_lower, time_limit, matrices)
+class MILPStage:
+    """``milp`` as a cascade stage: the network's affine matrices built on its first batch and
+    reused by the others; ``time_limit`` seconds per example."""
+
+    def __init__(self, time_limit: float = 60.0):
+        self.time_limit, self.matrices = time_limit, None
+
+    def __call__(self, net, x, y, lower, upper, margin_lower) -> list[Outcome]:
+        self.matrices = self.matrices or NetworkMatrices(net, x.shape[1:])
+        return milp_verify(net, x, y, lower, upper, margin_lower, self.time_limit, self.matrices)
+
+
+class BaBStage:
+    """``bab`` as a cascade stage, with its progress bar (examples decided / left)."""
+
+    def __init__(self, options: BaBOptions | None = None):
+        self.options = options or BaBOptions()
+
+    def __call__(self, net, x, y, lower, upper, margin_lower) -> list[Outcome]:
+        return bab_verify(net, x, y, lower, upper, margin_lower, self.options, progress=True)
+
+
+def complete_verdicts(verifier: CompleteVerifier, net, x, y, lower, upper, margin_lower):
+    """(verified, falsified, seconds per example) of a complete stage on these examples."""
+    outcomes = verifier(net, x, y, lower, upper, margin_lower)
     flags = [(o.verdict == VERIFIED, o.verdict == FALSIFIED) for o in outcomes]
     verified, falsified = (torch.tensor([f[i] for f in flags], dtype=torch.bool, device=x.device) for i in (0, 1))
     return verified, falsified, [o.seconds for o in outcomes]
@@ -48,16 +74,17 @@ def cascade_certify(
     pgd_steps: int = 40,
     pgd_restarts: int = 1,
     generator: torch.Generator | None = None,
-    time_limit: float = 60.0,
+    complete: dict[str, CompleteVerifier] | None = None,
 ) -> list[dict]:
     """Per eps: clean, PGD, falsified and cascade-verified error (counted by the certification
     metric), and per stage how many examples it ran on, verified, falsified and left unknown,
     its time (and for a complete stage the median and largest per example) and peak memory.
-    ``time_limit``: seconds a complete stage may spend on one example."""
+    ``complete``: the verifier of each complete stage (default: ``milp`` and ``bab`` with their
+    default time limit, 60 s per example)."""
+    complete = complete or {"milp": MILPStage(), "bab": BaBStage()}
     metrics = [CertificationErrors(["cascade"]) for _ in eps_values]
     records = [{s: _empty_record(s) for s in stages} for _ in eps_values]
     falsified_total = [0 for _ in eps_values]
-    matrices = None  # the MILP's affine layers, built on its first batch and reused by the others
     for b in attacked_batches(net, batches, mean, std, eps_values, pgd_steps, pgd_restarts, generator):
         undecided, falsified = ~b.broken, torch.zeros_like(b.broken)
         best = torch.full(
@@ -71,9 +98,8 @@ def cascade_certify(
             start = time.perf_counter()
             with PeakMemory(b.x.device) as peak, torch.no_grad():
                 if stage in COMPLETE:
-                    matrices = matrices or NetworkMatrices(net, b.x.shape[1:])
                     verified, broken, per_example = complete_verdicts(
-                        net, b.x[index], b.y[index], b.lower[index], b.upper[index], best[index], time_limit, matrices
+                        complete[stage], net, b.x[index], b.y[index], b.lower[index], b.upper[index], best[index]
                     )
                     record["falsified"] += int(broken.sum())
                     record["per_example_s"] += per_example

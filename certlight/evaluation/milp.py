@@ -29,18 +29,9 @@ from torch import nn
 
 from certlight.bounds import margin_spec, rule
 from certlight.bounds.engine import crown_intermediate_bounds
+from certlight.evaluation.verdicts import FALSIFIED, UNKNOWN, VERIFIED, Outcome, confirmed_counterexample
 
-VERIFIED, FALSIFIED, UNKNOWN = "verified", "falsified", "unknown"
-
-
-@dataclass
-class Outcome:
-    """One example's verdict, the counterexample that falsified it (an input in its box), and
-    the solver's time."""
-
-    verdict: str
-    counterexample: torch.Tensor | None = None
-    seconds: float = 0.0
+BOUND_SLACK = 1e-5  # relative widening of the ReLU input bounds (float32 rounding is about 6e-8)
 
 
 class _Model:
@@ -121,10 +112,21 @@ class NetworkMatrices:
 
 
 class MILPEncoding:
-    """The network over one example's box, as a HiGHS model; ``_minimise_row`` solves it."""
+    """The network over one example's box, as a HiGHS model; ``minimise_row`` solves it."""
 
-    def __init__(self, matrices: NetworkMatrices, lower: torch.Tensor, upper: torch.Tensor, relu_bounds: dict):
+    def __init__(
+        self,
+        matrices: NetworkMatrices,
+        lower: torch.Tensor,
+        upper: torch.Tensor,
+        relu_bounds: dict,
+        inactive_rows: bool = False,
+    ):
+        """``relu_bounds``: each ReLU's input bounds, (*shape) per walk key. ``inactive_rows``: also
+        constrain an inactive neuron's input to <= 0, which sound bounds of the box make
+        redundant but a branch's split decisions (clamped into the bounds) do not."""
         self.model = _Model()
+        self.inactive_rows = inactive_rows
         self.matrices = matrices
         self.relu_bounds = relu_bounds
         self.blocks = 0
@@ -158,6 +160,10 @@ class MILPEncoding:
         and for an unstable neuron (l < 0 < u) with gate z in {0, 1}:
         y >= x, y <= x - l (1 - z), y <= u z (and y >= 0 from its bounds)."""
         low, high = (b.detach().flatten().double().numpy() for b in self.relu_bounds[key])
+        # The bounds are float32 and tight: a real input can sit on one (a corner attains a
+        # linear bound), and HiGHS then cut it off within its tolerances. Widened a little they
+        # stay sound and the encoding stays exact.
+        low, high = low - BOUND_SLACK * (1 + np.abs(low)), high + BOUND_SLACK * (1 + np.abs(high))
         n = low.shape[0]
         inactive, active = high <= 0, low >= 0
         unstable = np.flatnonzero(~(inactive | active))
@@ -172,6 +178,9 @@ class MILPEncoding:
                 sparse.csr_matrix((np.ones(index.size), (np.arange(index.size), index)), shape=(index.size, n)),
             )
 
+        off = np.flatnonzero(inactive)
+        if self.inactive_rows and off.size:  # x <= 0
+            self.model.add_rows(np.full(off.size, -np.inf), -const[off], expr.rows(off))
         if on.size:  # y - x = c
             self.model.add_rows(const[on], const[on], [pick(on), *expr.rows(on, -1.0)])
         if unstable.size:
@@ -246,7 +255,6 @@ def milp_verify(
         start = time.perf_counter()
         relu_bounds = {k: (low[b], high[b]) for k, (low, high) in state.pre_activation.items()}
         encoding = MILPEncoding(matrices, lower[b], upper[b], relu_bounds)
-        h = encoding.solver()
         rows = (
             range(spec.shape[1])
             if margin_lower is None
@@ -258,13 +266,12 @@ def milp_verify(
             if left <= 0:
                 outcome = Outcome(UNKNOWN)
                 break
-            verdict, point = _minimise_row(h, encoding, spec[b, j].numpy(), left)
+            # A fresh solver per row: HiGHS re-run on the same instance with a new objective and
+            # objective bound answered "verified" for rows a fresh instance falsifies.
+            verdict, point = minimise_row(encoding.solver(), encoding, spec[b, j].numpy(), left)
             if verdict == FALSIFIED:
-                candidate = torch.as_tensor(point, dtype=x.dtype).view_as(x[b]).clamp(lower[b], upper[b])
-                with torch.no_grad():
-                    logits = net(candidate.unsqueeze(0))[0]
-                confirmed = bool(logits.argmax() != y[b])
-                outcome = Outcome(FALSIFIED, candidate) if confirmed else Outcome(UNKNOWN)
+                candidate = confirmed_counterexample(net, torch.as_tensor(point), y[b], lower[b], upper[b])
+                outcome = Outcome(FALSIFIED, candidate) if candidate is not None else Outcome(UNKNOWN)
                 break
             if verdict == UNKNOWN:
                 outcome = Outcome(UNKNOWN)
@@ -274,7 +281,7 @@ def milp_verify(
     return outcomes
 
 
-def _minimise_row(h, encoding: MILPEncoding, spec_row: np.ndarray, time_limit: float):
+def minimise_row(h, encoding: MILPEncoding, spec_row: np.ndarray, time_limit: float):
     """Minimise one margin over the box, looking only below 0 (HiGHS's objective bound): returns
     the verdict for the row and, when negative, the solution's input."""
     import highspy
