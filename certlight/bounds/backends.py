@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from certlight.bounds.engine import check_supported, clean_forward, relu_count, widest_layer
+from certlight.bounds.engine import check_supported, clean_forward, relu_count, relu_keys, widest_layer
 from certlight.bounds.margins import BOUND_METHODS, EAGER, margin_lower_bounds, mixed_margin_bounds
 from certlight.bounds.rules import WalkState
 
@@ -125,7 +125,7 @@ class NativeBounds:
     def mixed_with_relu_inputs(self, x, lower, upper, y, beta: float, state: WalkState | None = None):
         """The training bounds and the IBP input interval of every ReLU, in network order."""
         margins, walk = mixed_margin_bounds(self.net, lower, upper, y, beta, state, self.passes)
-        return margins, list(walk.pre_activation.values())
+        return margins, [walk.pre_activation[key] for key in relu_keys(self.net, lower.shape[1:])]
 
 
 def make_backend(

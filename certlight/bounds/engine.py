@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from certlight.bounds.linear import linear_lower
-from certlight.bounds.relaxation import relu_relaxation
-from certlight.bounds.rules import Key, ReLURule, SequentialRule, WalkState, rule
+from certlight.bounds.rules import Key, SequentialRule, WalkState, rule
 from certlight.errors import CertlightError
 
 # Full CROWN bounds intermediate neurons a chunk at a time; a chunk's coefficient tensor holds
@@ -103,15 +102,15 @@ def _through(layer: nn.Module, key: Key, in_shape, state: WalkState, prefix: Pre
 
 
 def _refine(layer, key: Key, in_shape, prefix: Prefix, state: WalkState, box, chunk_elements: int) -> None:
-    """Walk forward; at every ReLU replace the IBP bounds of its input by CROWN's where
-    tighter. Only neurons IBP leaves unstable (in some example) are re-bounded: a stable
-    neuron's relaxation is exact whatever its bounds."""
+    """Walk forward; at every layer whose relaxation reads its input bounds replace the IBP
+    bounds of its input by CROWN's where tighter. Only units IBP leaves unstable (in some
+    example: an interval across 0) are re-bounded: a ReLU's relaxation elsewhere is exact."""
     layer_rule = rule(layer)
     for index, (child, child_key, child_shape) in enumerate(layer_rule.parts(layer, key, in_shape)):
         # A chained child's input depends on its earlier siblings; a parallel one's only on the container's input.
         child_prefix = _through(layer[:index], key, in_shape, state, prefix) if layer_rule.chained else prefix
         _refine(child, child_key, child_shape, child_prefix, state, box, chunk_elements)
-    if not isinstance(layer_rule, ReLURule):
+    if not layer_rule.needs_input_bounds:
         return
     lower, upper = box
     ibp_low, ibp_high = state.pre_activation[key]
@@ -130,11 +129,16 @@ def _refine(layer, key: Key, in_shape, prefix: Prefix, state: WalkState, box, ch
     state.pre_activation[key] = (low.view_as(ibp_low), high.view_as(ibp_high))
 
 
+def layers_by_key(model: nn.Module, shape, key: Key = ()):
+    """Every layer of the walk, containers included, as ``(walk key, layer, input shape)``."""
+    yield key, model, torch.Size(shape)
+    for child, child_key, child_shape in rule(model).parts(model, key, torch.Size(shape)):
+        yield from layers_by_key(child, child_shape, child_key)
+
+
 def layers_with_shapes(model: nn.Module, shape):
     """Every layer of the walk, containers included, with its per-example input shape."""
-    yield model, torch.Size(shape)
-    for child, _, child_shape in rule(model).parts(model, (), torch.Size(shape)):
-        yield from layers_with_shapes(child, child_shape)
+    return ((layer, layer_shape) for _, layer, layer_shape in layers_by_key(model, shape))
 
 
 def widest_layer(model: nn.Module, shape) -> int:
@@ -191,9 +195,11 @@ def alpha_crown_margin_lower(
     walk = crown_intermediate_bounds(model, lower, upper, state, element_budget)
     specs = spec.shape[1]
     slopes = {}
+    rules = {key: rule(layer) for key, layer, _ in layers_by_key(model, lower.shape[1:])}
     for key, (low, high) in walk.pre_activation.items():
-        initial = relu_relaxation(low, high)[0].unsqueeze(1).expand(-1, specs, *low.shape[1:])
-        slopes[key] = initial.clone().requires_grad_(True)
+        if rules[key].optimisable_slopes:
+            initial = rules[key].initial_lower_slope(low, high).unsqueeze(1).expand(-1, specs, *low.shape[1:])
+            slopes[key] = initial.clone().requires_grad_(True)
     walk.lower_slopes = slopes
     parameters = list(slopes.values())
     optimizer = torch.optim.Adam(parameters, lr=lr)
@@ -215,5 +221,11 @@ def alpha_crown_margin_lower(
 
 
 def relu_count(model: nn.Module, shape) -> int:
-    """How many ReLU outputs the network has for one input of ``shape``: full CROWN's cost."""
-    return sum(s.numel() for layer, s in layers_with_shapes(model, shape) if isinstance(rule(layer), ReLURule))
+    """How many relaxed units (inputs of layers whose relaxation reads their bounds) the
+    network has for one input of ``shape``: full CROWN's cost, α-CROWN's slopes."""
+    return sum(s.numel() for layer, s in layers_with_shapes(model, shape) if rule(layer).needs_input_bounds)
+
+
+def relu_keys(model: nn.Module, shape) -> list[Key]:
+    """The walk keys of the ReLU-like layers, in network order."""
+    return [key for key, layer, _ in layers_by_key(model, shape) if rule(layer).relu_like]

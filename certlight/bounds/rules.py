@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from certlight.bounds.relaxation import relaxed_relu_backward
+from certlight.bounds.relaxation import relaxed_relu_backward, relu_relaxation
 from certlight.errors import CertlightError
 from certlight.models.residual import Residual
 
@@ -52,6 +52,15 @@ class Rule:
     # Containers list their parts; ``chained`` parts feed each other in order (Sequential),
     # parallel ones all read the container's input (the branches of a Residual).
     chained = False
+    # What the walks need to know of a layer, declared rather than guessed from its type:
+    # ``needs_input_bounds``: its backward relaxation reads its input interval, recorded by the IBP
+    # walk in ``WalkState.pre_activation`` (full CROWN tightens exactly these);
+    # ``optimisable_slopes``: α-CROWN may optimise its lower relaxation's slopes
+    # (:meth:`initial_lower_slope` gives the starting ones);
+    # ``relu_like``: a ReLU for Shi et al.'s regulariser, branch and bound's splits and the MILP.
+    needs_input_bounds = False
+    optimisable_slopes = False
+    relu_like = False
 
     def parts(self, layer: nn.Module, key: Key, in_shape: torch.Size) -> list[tuple[nn.Module, Key, torch.Size]]:
         """``(child, walk key, child's input shape)`` for each child; none for a leaf layer."""
@@ -71,6 +80,10 @@ class Rule:
 
     def backward(self, layer: nn.Module, coefficients, key: Key, state: WalkState, in_shape: torch.Size):
         """``(A', b)`` with ``A @ layer(h) >= A' @ h + b`` (equality for affine layers); ``b`` is (B, S)."""
+        raise NotImplementedError
+
+    def initial_lower_slope(self, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+        """The lower relaxation's slopes (B, *shape) α-CROWN starts from (optimisable rules only)."""
         raise NotImplementedError
 
 
@@ -308,6 +321,11 @@ class DropoutRule(IdentityRule):
 # --- ReLU ---------------------------------------------------------------------------------
 @rule_for_type(nn.ReLU)
 class ReLURule(Monotone):
+    needs_input_bounds = optimisable_slopes = relu_like = True
+
+    def initial_lower_slope(self, lower, upper):
+        return relu_relaxation(lower, upper)[0]
+
     def interval(self, layer, lower, upper, key, state):
         state.pre_activation[key] = (lower, upper)
         return lower.clamp(min=0), upper.clamp(min=0)

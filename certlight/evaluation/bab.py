@@ -34,7 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from certlight.bounds import linear_lower, margin_spec, rule
-from certlight.bounds.engine import crown_intermediate_bounds, widest_layer
+from certlight.bounds.engine import crown_intermediate_bounds, layers_by_key, relu_keys, widest_layer
 from certlight.bounds.relaxation import relu_relaxation
 from certlight.bounds.rules import Key, SequentialRule, WalkState
 from certlight.evaluation.milp import MILPEncoding, NetworkMatrices, minimise_row
@@ -133,7 +133,10 @@ class _Problem:
         self.spec = margin_spec(y, net[-1].out_features, lower.dtype)
         with torch.no_grad():
             self.roots = crown_intermediate_bounds(net, lower, upper).pre_activation
-        self.keys = list(self.roots)
+        self.keys = relu_keys(net, lower.shape[1:])
+        others = [key for key in self.roots if key not in self.keys]
+        if others:
+            raise ValueError(f"branch and bound splits ReLUs; the layer at walk key {others[0]} is relaxed otherwise")
         self.sizes = [self.roots[k][0][0].numel() for k in self.keys]
         self.biases = _feeding_biases(net, lower.shape[1:], self.keys)
         self.matrices: NetworkMatrices | None = None  # built if a domain needs the exact LP
@@ -190,7 +193,7 @@ def _feeding_biases(net: nn.Module, shape, keys: list[Key]) -> dict[Key, torch.T
     """Per ReLU, the constant its input gets from the layer before it in its Sequential (that
     layer applied to zeros: a Linear's or Conv2d's bias, an eval BatchNorm's shift), 0 for a
     ReLU that starts a container. BaBSR's bias term reads it."""
-    layers = dict(_walk_keys(net, (), torch.Size(shape)))
+    layers = {key: (layer, layer_shape) for key, layer, layer_shape in layers_by_key(net, shape)}
     biases = {}
     for key in keys:
         _, relu_shape = layers[key]
@@ -202,12 +205,6 @@ def _feeding_biases(net: nn.Module, shape, keys: list[Key]) -> dict[Key, torch.T
         with torch.no_grad():
             biases[key] = layer(torch.zeros(1, *in_shape))[0]
     return biases
-
-
-def _walk_keys(layer: nn.Module, key: Key, shape: torch.Size):
-    yield key, (layer, shape)
-    for child, child_key, child_shape in rule(layer).parts(layer, key, shape):
-        yield from _walk_keys(child, child_key, child_shape)
 
 
 def _bound_pass(problem: _Problem, domains: Domains, alpha, beta, record: bool = False):

@@ -151,8 +151,10 @@ class MILPEncoding:
         if parts:
             branches = [self._walk(child, child_key, child_shape, expr) for child, child_key, child_shape in parts]
             return functools.reduce(operator.add, branches)
-        if isinstance(layer, nn.ReLU):
+        if layer_rule.relu_like:
             return self._relu(key, expr)
+        if layer_rule.needs_input_bounds:
+            raise ValueError(f"the MILP encodes ReLUs and affine layers only, not {type(layer).__name__}")
         return expr.affine(*self.matrices.affine(layer, key, shape))
 
     def _relu(self, key, expr: _Expr) -> _Expr:
