@@ -242,3 +242,35 @@ def test_the_engine_and_backends_read_rule_declarations_not_layer_types():
     for module in (engine, backends):
         source = Path(module.__file__).read_text()
         assert "ReLURule" not in source and "nn.ReLU" not in source, module.__name__
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("split", [2, 5])
+def test_a_suffix_walk_continues_the_whole_networks_walk(training, split):
+    """Bounding net[:k] and then net[k:] as Spans, under the whole network's walk keys, gives
+    the whole network's IBP box and its backward (CROWN-IBP) coefficients exactly, with
+    BatchNorm on the clean batch's statistics in training and on running ones in eval; a plain
+    net[k:] would look its BatchNorms up under the wrong keys."""
+    from certlight.bounds import Span, clean_forward, interval_propagate
+    from certlight.bounds.rules import rule
+
+    from conftest import random_convnet
+
+    net = random_convnet(0, batchnorm=True).train(training)
+    torch.manual_seed(0)
+    x = torch.rand(4, 2, 7, 7)
+    lower, upper = x - 0.05, x + 0.05
+    _, state = clean_forward(net, x)
+    whole_low, whole_high, whole_walk = interval_propagate(net, lower, upper, state)
+    mid_low, mid_high, walk = interval_propagate(Span(net, 0, split), lower, upper, state)
+    end_low, end_high, walk = interval_propagate(Span(net, split), mid_low, mid_high, walk)
+    assert torch.equal(end_low, whole_low) and torch.equal(end_high, whole_high)
+    spec = torch.randn(4, 3, net[-1].out_features)
+    suffix_a, suffix_b = rule(Span(net, split)).backward(Span(net, split), spec, (), whole_walk, mid_low.shape[1:])
+    prefix_a, prefix_b = rule(Span(net, 0, split)).backward(Span(net, 0, split), suffix_a, (), whole_walk, x.shape[1:])
+    whole_a, whole_b = rule(net).backward(net, spec, (), whole_walk, x.shape[1:])
+    torch.testing.assert_close(prefix_a, whole_a)
+    torch.testing.assert_close(prefix_b + suffix_b, whole_b)
+    if training:  # the plain slice re-keys from 0 and misses the recorded batch statistics
+        with pytest.raises(ValueError, match="clean batch statistics"):
+            interval_propagate(net[split:], mid_low, mid_high, state)

@@ -17,13 +17,14 @@ from certlight.bounds.engine import (
 )
 from certlight.bounds.linear import linear_lower
 from certlight.bounds.margins import BOUND_METHODS, margin_lower_bounds, mixed_margin_lower
-from certlight.bounds.rules import RULES, Rule, WalkState, rule, rule_for_type
+from certlight.bounds.rules import RULES, Rule, Span, WalkState, rule, rule_for_type
 from certlight.bounds.spec import is_verified, margin_spec, worst_case_logits
 
 __all__ = [
     "BOUND_METHODS",
     "RULES",
     "Rule",
+    "Span",
     "WalkState",
     "backward_lower_bound",
     "check_supported",

@@ -341,24 +341,53 @@ class ReLURule(Monotone):
 
 
 # --- containers ---------------------------------------------------------------------------
-@rule_for_type(nn.Sequential)
+class Span:
+    """Layers ``start`` to ``stop - 1`` of an ``nn.Sequential``, walked under the whole network's
+    walk keys: a suffix finds the BatchNorm statistics and ReLU bounds the whole network's walks
+    recorded, so a prefix and a suffix can be bounded apart (TAPS: IBP to a split point, an
+    attack through the rest). ``net[a:b]`` would re-key its layers from 0."""
+
+    def __init__(self, net: nn.Sequential, start: int = 0, stop: int | None = None):
+        self.net, self.start, self.stop = net, start, len(net) if stop is None else stop
+        if not 0 <= self.start <= self.stop <= len(net):
+            raise ValueError(f"span [{start}, {stop}) is not inside a network of {len(net)} layers")
+
+    def indexed(self) -> list[tuple[int, nn.Module]]:
+        return [(index, self.net[index]) for index in range(self.start, self.stop)]
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, item):
+        if isinstance(item, slice):
+            start, stop, _ = item.indices(len(self))
+            return Span(self.net, self.start + start, self.start + max(start, stop))
+        return self.net[self.start + range(len(self))[item]]
+
+
+def _indexed(layer) -> list[tuple[int, nn.Module]]:
+    """A chain's children with their walk-key indices (a Span's are the whole network's)."""
+    return layer.indexed() if isinstance(layer, Span) else list(enumerate(layer))
+
+
+@rule_for_type(nn.Sequential, Span)
 class SequentialRule(Rule):
     chained = True
 
     def parts(self, layer, key, in_shape):
         return [
             (child, (*key, index), shape)
-            for index, (child, shape) in enumerate(zip(layer, self.in_shapes(layer, in_shape)))
+            for (index, child), shape in zip(_indexed(layer), self.in_shapes(layer, in_shape))
         ]
 
     def check(self, layer, key):
-        for index, child in enumerate(layer):
+        for index, child in _indexed(layer):
             rule(child, (*key, index)).check(child, (*key, index))
 
     def in_shapes(self, layer, shape) -> list[torch.Size]:
         """Each child's input shape, and the output shape last."""
         shapes = [torch.Size(shape)]
-        for child in layer:
+        for _, child in _indexed(layer):
             shapes.append(rule(child).out_shape(child, shapes[-1]))
         return shapes
 
@@ -366,21 +395,21 @@ class SequentialRule(Rule):
         return self.in_shapes(layer, shape)[-1]
 
     def forward(self, layer, x, key, state):
-        for index, child in enumerate(layer):
+        for index, child in _indexed(layer):
             x = rule(child).forward(child, x, (*key, index), state)
         return x
 
     def interval(self, layer, lower, upper, key, state):
-        for index, child in enumerate(layer):
+        for index, child in _indexed(layer):
             lower, upper = rule(child).interval(child, lower, upper, (*key, index), state)
         return lower, upper
 
     def backward(self, layer, coefficients, key, state, in_shape):
+        children = _indexed(layer)
         shapes = self.in_shapes(layer, in_shape)
         bias = coefficients.new_zeros(coefficients.shape[:2])
-        for index in reversed(range(len(layer))):
-            child = layer[index]
-            coefficients, child_bias = rule(child).backward(child, coefficients, (*key, index), state, shapes[index])
+        for (index, child), shape in reversed(list(zip(children, shapes))):
+            coefficients, child_bias = rule(child).backward(child, coefficients, (*key, index), state, shape)
             bias = bias + child_bias
         return coefficients, bias
 
