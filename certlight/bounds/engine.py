@@ -103,8 +103,8 @@ def _through(layer: nn.Module, key: Key, in_shape, state: WalkState, prefix: Pre
 
 def _refine(layer, key: Key, in_shape, prefix: Prefix, state: WalkState, box, chunk_elements: int) -> None:
     """Walk forward; at every layer whose relaxation reads its input bounds replace the IBP
-    bounds of its input by CROWN's where tighter. Only units IBP leaves unstable (in some
-    example: an interval across 0) are re-bounded: a ReLU's relaxation elsewhere is exact."""
+    bounds of its input by CROWN's where tighter. Only the units the rule relaxes inexactly (in
+    some example: for a ReLU, an interval across 0) are re-bounded."""
     layer_rule = rule(layer)
     for index, (child, child_key, child_shape) in enumerate(layer_rule.parts(layer, key, in_shape)):
         # A chained child's input depends on its earlier siblings; a parallel one's only on the container's input.
@@ -115,7 +115,7 @@ def _refine(layer, key: Key, in_shape, prefix: Prefix, state: WalkState, box, ch
     lower, upper = box
     ibp_low, ibp_high = state.pre_activation[key]
     low, high = ibp_low.flatten(1).clone(), ibp_high.flatten(1).clone()
-    unstable = ((low < 0) & (high > 0)).any(0).nonzero().squeeze(1)
+    unstable = layer_rule.relaxed_units(low, high).any(0).nonzero().squeeze(1)
     batch, size = low.shape
     chunk_size = max(1, chunk_elements // (2 * batch))
     for chunk in unstable.split(chunk_size):
@@ -202,6 +202,8 @@ def alpha_crown_margin_lower(
             slopes[key] = initial.clone().requires_grad_(True)
     walk.lower_slopes = slopes
     parameters = list(slopes.values())
+    if not parameters:  # nothing to optimise (no unstable ReLU, or only fixed relaxations): CROWN
+        return backward_lower_bound(model, spec, lower, upper, walk)
     optimizer = torch.optim.Adam(parameters, lr=lr)
     best = None
     with torch.enable_grad():

@@ -86,6 +86,10 @@ class Rule:
         """The lower relaxation's slopes (B, *shape) α-CROWN starts from (optimisable rules only)."""
         raise NotImplementedError
 
+    def relaxed_units(self, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+        """Where the relaxation is inexact and tighter input bounds pay (rules needing bounds)."""
+        raise NotImplementedError
+
 
 RULES: dict[type, Rule] = {}
 
@@ -326,6 +330,9 @@ class ReLURule(Monotone):
     def initial_lower_slope(self, lower, upper):
         return relu_relaxation(lower, upper)[0]
 
+    def relaxed_units(self, lower, upper):
+        return (lower < 0) & (upper > 0)
+
     def interval(self, layer, lower, upper, key, state):
         state.pre_activation[key] = (lower, upper)
         return lower.clamp(min=0), upper.clamp(min=0)
@@ -338,6 +345,83 @@ class ReLURule(Monotone):
         if key in state.split_multipliers:
             coefficients = coefficients + state.split_multipliers[key]
         return coefficients, bias
+
+
+# --- S-shaped activations -------------------------------------------------------------------
+RELAXATION_SLACK = 1e-6  # intercepts widened by this: the touching points are computed in floats
+
+
+class SCurveRule(Monotone):
+    """An increasing S-shaped activation (convex below 0, concave above): its input bounds are
+    recorded and its relaxation is two lines with the chord's slope ``k`` over ``[l, u]``, each
+    intercept the exact extreme of ``f(x) - k x`` on the interval (among the ends and the points
+    where ``f' = k``, which :meth:`touching` gives): sound for every interval by construction, the
+    chord itself on the side where f is convex or concave throughout. (CROWN's own choice
+    (Zhang et al. 2018) takes tangents through an end in the mixed case; not measured against.)
+    The slopes are not optimised: α-CROWN leaves these layers at this relaxation."""
+
+    needs_input_bounds = True
+
+    def function(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def touching(self, slope: torch.Tensor) -> torch.Tensor:
+        """The non-negative point where ``f' = slope`` (its negative twin is its mirror image)."""
+        raise NotImplementedError
+
+    def interval(self, layer, lower, upper, key, state):
+        state.pre_activation[key] = (lower, upper)
+        return layer(lower), layer(upper)
+
+    def relaxation(self, lower, upper):
+        """``(k, low, high)``: ``k x + low <= f(x) <= k x + high`` on ``[lower, upper]``."""
+        width = upper - lower
+        narrow = width < 1e-6
+        chord = (self.function(upper) - self.function(lower)) / torch.where(narrow, 1.0, width)
+        slope = torch.where(narrow, self.derivative((upper + lower) / 2), chord)
+        point = self.touching(slope)
+        candidates = torch.stack([lower, upper, point.clamp(lower, upper), (-point).clamp(lower, upper)])
+        gap = self.function(candidates) - slope * candidates
+        return slope, gap.min(0).values - RELAXATION_SLACK, gap.max(0).values + RELAXATION_SLACK
+
+    def backward(self, layer, coefficients, key, state, in_shape):
+        slope, low, high = self.relaxation(*state.pre_activation[key])
+        positive, negative = coefficients.clamp(min=0), coefficients.clamp(max=0)
+        bias = _sum_trailing(positive * low.unsqueeze(1) + negative * high.unsqueeze(1))
+        return coefficients * slope.unsqueeze(1), bias
+
+    def relaxed_units(self, lower, upper):
+        return upper > lower
+
+
+@rule_for_type(nn.Sigmoid)
+class SigmoidRule(SCurveRule):
+    def function(self, x):
+        return torch.sigmoid(x)
+
+    def derivative(self, x):
+        return torch.sigmoid(x) * (1 - torch.sigmoid(x))
+
+    def touching(self, slope):
+        # σ(1 - σ) = k  ->  σ = (1 + sqrt(1 - 4k)) / 2 on the positive side
+        value = (1 + torch.sqrt((1 - 4 * slope).clamp(min=0))) / 2
+        return torch.logit(value.clamp(max=1 - 1e-7))
+
+
+@rule_for_type(nn.Tanh)
+class TanhRule(SCurveRule):
+    def function(self, x):
+        return torch.tanh(x)
+
+    def derivative(self, x):
+        return 1 - torch.tanh(x) ** 2
+
+    def touching(self, slope):
+        # 1 - tanh² = k  ->  tanh = sqrt(1 - k) on the positive side
+        return torch.atanh(torch.sqrt((1 - slope).clamp(min=0)).clamp(max=1 - 1e-7))
 
 
 # --- containers ---------------------------------------------------------------------------

@@ -1,0 +1,92 @@
+"""Sigmoid and Tanh: their relaxation worked by hand and sampled, and every walk sound on networks
+that use them (sampled and attacked points never beat a bound)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from certlight.attacks import pgd_margins
+from certlight.bounds import BOUND_METHODS, input_box, margin_lower_bounds
+from certlight.bounds.lirpa import lirpa_available
+from certlight.bounds.rules import SigmoidRule, TanhRule
+from certlight.models.residual import Residual
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def test_sigmoid_relaxation_on_the_convex_side_is_the_chord_and_a_parallel_tangent():
+    """On [-2, -1] sigmoid is convex: the upper line is the chord, slope (σ(-1) - σ(-2)) / 1; the
+    lower line has that slope and touches where σ(1 - σ) equals it, σ = (1 - sqrt(1 - 4k)) / 2."""
+    k = sigmoid(-1) - sigmoid(-2)
+    touch = math.log((1 - math.sqrt(1 - 4 * k)) / 2 / (1 - (1 - math.sqrt(1 - 4 * k)) / 2))
+    slope, low, high = SigmoidRule().relaxation(torch.tensor([-2.0]), torch.tensor([-1.0]))
+    assert slope.item() == pytest.approx(k, abs=1e-6)
+    assert high.item() == pytest.approx(sigmoid(-1) + k, abs=3e-6)  # through (-1, σ(-1)) and (-2, σ(-2))
+    assert low.item() == pytest.approx(sigmoid(touch) - k * touch, abs=3e-6)
+
+
+@pytest.mark.parametrize("activation", [SigmoidRule(), TanhRule()], ids=["sigmoid", "tanh"])
+def test_the_relaxation_encloses_the_function_on_every_interval(activation):
+    torch.manual_seed(0)
+    lower = torch.randn(5000) * 4
+    upper = lower + torch.cat([torch.rand(4000) * 6, torch.rand(1000) * 1e-5])  # narrow ones too
+    slope, low, high = activation.relaxation(lower, upper)
+    points = lower + (upper - lower) * torch.rand(64, 5000)
+    values = activation.function(points)
+    assert (slope * points + low <= values + 1e-7).all()
+    assert (values <= slope * points + high + 1e-7).all()
+
+
+def scurve_net(seed: int, activation: type[nn.Module]) -> nn.Sequential:
+    torch.manual_seed(seed)
+    body = nn.Sequential(nn.Linear(10, 10), activation(), nn.Linear(10, 10))
+    return nn.Sequential(
+        nn.Linear(6, 10), activation(), Residual(body), nn.ReLU(), nn.Linear(10, 10), activation(), nn.Linear(10, 4)
+    ).eval()
+
+
+@pytest.mark.parametrize("activation", [nn.Sigmoid, nn.Tanh])
+def test_every_walk_is_sound_on_networks_with_the_activation(activation):
+    net = scurve_net(0, activation)
+    torch.manual_seed(1)
+    x = torch.rand(16, 6)
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    eps = torch.linspace(0.02, 0.3, 16)
+    lower, upper = input_box(x, eps, [0.0], [1.0])
+    bounds = {m: margin_lower_bounds(net, lower, upper, y, m).detach() for m in BOUND_METHODS}
+    attacked = pgd_margins(net, x, y, lower, upper, steps=30, restarts=2)
+    sampled = lower + (upper - lower) * torch.rand(256, *x.shape)
+    with torch.no_grad():
+        logits = net(sampled.view(-1, 6)).view(256, 16, 4)
+    true = logits.gather(2, y.view(1, 16, 1).expand(256, 16, 1)) - logits
+    others = torch.stack([torch.cat([row[:c], row[c + 1 :]]) for row, c in zip(true.min(0).values, y)])
+    for method, bound in bounds.items():
+        assert (bound <= attacked + 1e-5).all(), method
+        assert (bound <= others + 1e-5).all(), method
+    assert (bounds["alpha_crown"] >= bounds["crown"] - 1e-5).all()
+    one_at_a_time = torch.cat(
+        [margin_lower_bounds(net, lower[i : i + 1], upper[i : i + 1], y[i : i + 1], "crown") for i in range(16)]
+    )
+    torch.testing.assert_close(one_at_a_time, bounds["crown"], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(not lirpa_available(), reason="auto_LiRPA not installed (CI installs it)")
+@pytest.mark.parametrize("activation", [nn.Sigmoid, nn.Tanh])
+def test_ibp_equals_auto_lirpas(activation):
+    from certlight.bounds.backends import make_backend
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 10), activation(), nn.Linear(10, 10), activation(), nn.Linear(10, 4)).eval()
+    x = torch.rand(6, 6)
+    y = torch.randint(0, 4, (6,))
+    lower, upper = input_box(x, torch.linspace(0.0, 0.2, 6), [0.0], [1.0])
+    ours = margin_lower_bounds(net, lower, upper, y, "ibp")
+    theirs = make_backend("auto_lirpa", net).margins(x, lower, upper, y, "ibp")
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
