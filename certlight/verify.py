@@ -142,8 +142,8 @@ def evaluate(
 
     single = [m for m in request.methods if m not in (CASCADE, *COMPLETE)]
     rows = attacked(certify_dataset, "verify", single) if single else []
-    for complete in (m for m in request.methods if m in COMPLETE):
-        rows = merge_cascade(rows, cascade([*BEHIND, complete], complete), complete)
+    for verifier in (m for m in request.methods if m in COMPLETE):
+        rows = merge_cascade(rows, cascade([*BEHIND, verifier], verifier), verifier)
     if CASCADE in request.methods:
         rows = merge_cascade(rows, cascade(request.stages, CASCADE), CASCADE)
     return rows
