@@ -347,6 +347,56 @@ class ReLURule(Monotone):
         return coefficients, bias
 
 
+# --- max pooling --------------------------------------------------------------------------
+@rule_for_type(nn.MaxPool2d)
+class MaxPool2dRule(Monotone):
+    """The maximum over each window. Its relaxation (CROWN's choice for a max): below by the input
+    with the largest lower bound in the window, ``max >= x_j*``; above by the window's largest
+    upper bound, a constant, or by ``x_j*`` itself where that input's lower bound reaches every
+    other upper bound of the window (the max is then exactly x_j*; found for non-overlapping
+    windows only, the constant elsewhere)."""
+
+    needs_input_bounds = True
+
+    def check(self, layer, key):
+        if layer.ceil_mode or _pair(layer.dilation) != (1, 1) or layer.return_indices:
+            raise CertlightError(
+                f"layer {_name(key)} (MaxPool2d) needs ceil_mode=False, dilation=1 and return_indices=False"
+            )
+
+    def out_shape(self, layer, shape):
+        k, s, p = _pair(layer.kernel_size), _pair(layer.stride or layer.kernel_size), _pair(layer.padding)
+        return torch.Size(
+            [shape[0], *[(size + 2 * pi - ki) // si + 1 for size, ki, si, pi in zip(shape[-2:], k, s, p)]]
+        )
+
+    def interval(self, layer, lower, upper, key, state):
+        state.pre_activation[key] = (lower, upper)
+        return layer(lower), layer(upper)
+
+    def relaxed_units(self, lower, upper):
+        return upper > lower
+
+    def backward(self, layer, coefficients, key, state, in_shape):
+        lower, upper = state.pre_activation[key]
+        k, s, p = _pair(layer.kernel_size), _pair(layer.stride or layer.kernel_size), _pair(layer.padding)
+        _, chosen = F.max_pool2d(lower, k, s, p, return_indices=True)  # x_j*: flat spatial index per window
+        ceiling = F.max_pool2d(upper, k, s, p)
+        exact = torch.zeros_like(ceiling, dtype=torch.bool)
+        if k == s:  # non-overlapping windows: is x_j* above every other input of its window?
+            others = upper.flatten(2).scatter(2, chosen.flatten(2), -torch.inf).view_as(upper)
+            exact = lower.flatten(2).gather(2, chosen.flatten(2)).view_as(ceiling) >= F.max_pool2d(others, k, s, p)
+        positive, negative = coefficients.clamp(min=0), coefficients.clamp(max=0)
+        on_input = positive + torch.where(exact.unsqueeze(1), negative, 0.0)
+        constant = torch.where(exact.unsqueeze(1), 0.0, negative)
+        batch, specs, channels = coefficients.shape[:3]
+        index = chosen.unsqueeze(1).expand(-1, specs, -1, -1, -1).reshape(batch, specs, channels, -1)
+        back = coefficients.new_zeros(batch, specs, channels, in_shape[-2] * in_shape[-1])
+        back.scatter_add_(3, index, on_input.reshape(batch, specs, channels, -1))
+        bias = _sum_trailing(constant * ceiling.unsqueeze(1))
+        return back.view(batch, specs, *in_shape), bias
+
+
 # --- S-shaped activations -------------------------------------------------------------------
 RELAXATION_SLACK = 1e-6  # intercepts widened by this: the touching points are computed in floats
 

@@ -1,5 +1,5 @@
-"""Sigmoid and Tanh: their relaxation worked by hand and sampled, and every walk sound on networks
-that use them (sampled and attacked points never beat a bound)."""
+"""Sigmoid, Tanh and MaxPool2d: their relaxations worked by hand and sampled, and every walk sound
+on networks that use them (sampled and attacked points never beat a bound)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from certlight.attacks import pgd_margins
 from certlight.bounds import BOUND_METHODS, input_box, margin_lower_bounds
 from certlight.bounds.lirpa import lirpa_available
 from certlight.bounds.rules import SigmoidRule, TanhRule
+from certlight.errors import CertlightError
 from certlight.models.residual import Residual
 
 
@@ -90,3 +91,62 @@ def test_ibp_equals_auto_lirpas(activation):
     ours = margin_lower_bounds(net, lower, upper, y, "ibp")
     theirs = make_backend("auto_lirpa", net).margins(x, lower, upper, y, "ibp")
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
+def pooled_net(seed: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
+    torch.manual_seed(seed)
+    pool = nn.MaxPool2d(kernel, stride, padding)
+    side = (6 + 2 * padding - kernel) // stride + 1
+    return nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), pool, nn.Flatten(), nn.Linear(3 * side * side, 4)
+    ).eval()
+
+
+def sampled_margins(net, x, y, lower, upper, samples=256):
+    """The smallest margin f_y - f_j per example and other class over sampled points of the box."""
+    points = lower + (upper - lower) * torch.rand(samples, *x.shape)
+    with torch.no_grad():
+        logits = net(points.flatten(0, 1)).view(samples, x.shape[0], -1)
+    margins = (logits.gather(2, y.view(1, -1, 1).expand(samples, -1, 1)) - logits).min(0).values
+    return torch.stack([torch.cat([row[:c], row[c + 1 :]]) for row, c in zip(margins, y)])
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 2, 1), (3, 3, 0)])
+def test_max_pooling_is_sound_in_every_walk(kernel, stride, padding):
+    net = pooled_net(0, kernel, stride, padding)
+    torch.manual_seed(1)
+    x = torch.rand(8, 2, 6, 6)
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    lower, upper = input_box(x, torch.linspace(0.01, 0.2, 8), [0.0], [1.0])
+    attacked = pgd_margins(net, x, y, lower, upper, steps=30, restarts=2)
+    sampled = sampled_margins(net, x, y, lower, upper)
+    for method in BOUND_METHODS:
+        bound = margin_lower_bounds(net, lower, upper, y, method).detach()
+        assert (bound <= attacked + 1e-5).all() and (bound <= sampled + 1e-5).all(), method
+    one_at_a_time = torch.cat(
+        [margin_lower_bounds(net, lower[i : i + 1], upper[i : i + 1], y[i : i + 1], "crown") for i in range(8)]
+    )
+    torch.testing.assert_close(one_at_a_time, margin_lower_bounds(net, lower, upper, y, "crown"))
+
+
+def test_the_pooled_max_is_bounded_by_the_input_with_the_largest_lower_bound_and_the_largest_upper():
+    """One 2-wide window (a 1x1x2 image), x_0 in [0, 3] and x_1 in [1, 1.5], worked by hand:
+    max >= x_1 (the larger lower bound), so max - 2.5 >= 1 - 2.5 = -1.5 (x_0 would give -2.5);
+    max <= 3 (the larger upper bound), so 2.5 - max >= -0.5. Both are the true minima."""
+    net = nn.Sequential(nn.MaxPool2d((1, 2)), nn.Flatten(), nn.Linear(1, 2)).eval()
+    with torch.no_grad():
+        net[2].weight.copy_(torch.tensor([[1.0], [0.0]]))
+        net[2].bias.copy_(torch.tensor([-2.5, 0.0]))
+    lower, upper = torch.tensor([[[[0.0, 1.0]]]]), torch.tensor([[[[3.0, 1.5]]]])
+    for label, expected in ((0, -1.5), (1, -0.5)):  # margins max - 2.5 and 2.5 - max
+        bound = margin_lower_bounds(net, lower, upper, torch.tensor([label]), "crown_ibp")
+        assert bound.item() == pytest.approx(expected)
+
+
+def test_unsupported_pooling_options_are_refused_in_one_line():
+    from certlight.bounds import check_supported
+
+    net = nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), nn.Flatten(), nn.Linear(4, 2))
+    with pytest.raises(CertlightError, match=r"layer 0 \(MaxPool2d\) needs ceil_mode=False"):
+        check_supported(net)
