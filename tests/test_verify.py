@@ -157,6 +157,7 @@ def test_verify_runs_the_cascade_beside_single_methods(trained_checkpoint, fake_
     first, second = row["cascade"]
     assert first["verified"] == round(30 * (1 - row["verified_err"]["ibp"]))  # IBP alone, on all that PGD left
     assert row["verified_err"]["cascade"] <= row["verified_err"]["ibp"]
+    assert row["verified_err"]["best"] == row["verified_err"]["cascade"]  # the lowest sound column
     assert "| 0.02 | crown_ibp |" in capsys.readouterr().out
 
 
