@@ -136,6 +136,7 @@ def test_run_refuses_a_machine_without_a_gpu_and_records_nothing(tmp_path, monke
     assert not (state / "state.json").exists() and read_queue(state / "queue.json")[0]["status"] == PENDING
 
 
+@pytest.mark.slow
 def test_a_failed_run_is_counted_and_its_reason_reaches_the_log(fake_data_root, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     state = tmp_path / "state"

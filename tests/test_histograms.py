@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from certlight.runs.pipeline import build_run, train
 
 from conftest import compose_train, tiny_run_overrides
@@ -38,6 +40,7 @@ def test_margin_histograms_reach_json_png_and_tensorboard(fake_data_root, tmp_pa
     )
 
 
+@pytest.mark.slow
 def test_margin_histograms_reach_wandb_offline(fake_data_root, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")

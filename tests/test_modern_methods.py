@@ -205,6 +205,8 @@ def test_regulariser_needs_the_native_backend():
 
 METHODS = sorted(p.stem for p in (REPO / "conf" / "method").glob("*.yaml") if p.stem != "natural")
 EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+# The large models' recipes take a step in the slow suite (each 10-15 s); the rest in the fast one.
+RECIPES = [pytest.param(e, marks=pytest.mark.slow) if "large" in e else e for e in EXPERIMENTS]
 ONE_STEP = (
     "schedule.ramp_epochs=0",
     "trainer.max_epochs=1",
@@ -239,7 +241,7 @@ def test_the_tactics_work_with_every_method(method, fake_data_root, tmp_path):
     assert (seen["offsets"] > 0).any()
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("experiment", RECIPES)
 def test_every_recipe_takes_a_training_step(experiment, fake_data_root, tmp_path):
     overrides = [
         f"experiment={experiment}",

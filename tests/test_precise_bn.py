@@ -40,7 +40,7 @@ def test_only_the_first_batches_are_used_when_asked():
     assert bn.running_mean.item() == 0.0
 
 
-@pytest.mark.parametrize("device_resident", ["false", "true"])
+@pytest.mark.parametrize("device_resident", ["false", pytest.param("true", marks=pytest.mark.slow)])
 def test_in_a_fit_the_evaluated_network_has_the_final_weights_statistics(fake_data_root, tmp_path, device_resident):
     """After training, each BatchNorm's running mean is the average over the training batches of
     its input's batch mean under the final weights (computed here with forward hooks), also

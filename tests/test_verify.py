@@ -34,6 +34,7 @@ def run_verify(*args, cwd):
     return subprocess.run([str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_verify_reports_every_method_at_every_radius(trained_checkpoint, fake_data_root, tmp_path, capsys):
     cfg = compose_verify(
         [
