@@ -11,32 +11,45 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from certlight.errors import CertlightError
+
+ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+
+
+def activation_layer(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise CertlightError(f"model.activation={name!r} is unknown; allowed: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
 
 def _flat_size(in_channels: int, in_size: int, features: nn.Sequential) -> int:
     with torch.no_grad():
         return features(torch.zeros(1, in_channels, in_size, in_size)).numel()
 
 
-def _classifier(features: list[nn.Module], in_channels: int, in_size: int, hidden: list[int], num_classes: int):
+def _classifier(
+    features: list[nn.Module], in_channels: int, in_size: int, hidden: list[int], num_classes: int, activation="relu"
+):
     flat = _flat_size(in_channels, in_size, nn.Sequential(*features))
     layers = list(features) + [nn.Flatten()]
     width = flat
     for size in hidden:
-        layers += [nn.Linear(width, size), nn.ReLU()]
+        layers += [nn.Linear(width, size), activation_layer(activation)]
         width = size
     layers.append(nn.Linear(width, num_classes))
     return nn.Sequential(*layers)
 
 
-def dm_small(in_channels: int = 1, in_size: int = 28, num_classes: int = 10) -> nn.Sequential:
-    """CONV 16 4x4+2, CONV 32 4x4+1, FC 100, FC classes."""
+def dm_small(in_channels: int = 1, in_size: int = 28, num_classes: int = 10, activation: str = "relu") -> nn.Sequential:
+    """CONV 16 4x4+2, CONV 32 4x4+1, FC 100, FC classes; ``activation``: relu (Gowal et al.'s),
+    sigmoid or tanh after every hidden layer."""
     features = [
         nn.Conv2d(in_channels, 16, 4, stride=2),
-        nn.ReLU(),
+        activation_layer(activation),
         nn.Conv2d(16, 32, 4, stride=1),
-        nn.ReLU(),
+        activation_layer(activation),
     ]
-    return _classifier(features, in_channels, in_size, [100], num_classes)
+    return _classifier(features, in_channels, in_size, [100], num_classes, activation)
 
 
 def dm_medium(in_channels: int = 1, in_size: int = 28, num_classes: int = 10) -> nn.Sequential:
