@@ -132,6 +132,17 @@ ORACLE_NETWORKS = {
 }
 
 
+def oracle_batch(name: str, seed: int):
+    """One of ORACLE_NETWORKS with 8 random inputs and its own predictions as labels."""
+    build, shape, _, _ = ORACLE_NETWORKS[name]
+    net = build(seed).eval()
+    torch.manual_seed(seed)
+    x = torch.rand(8, *shape)
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    return net, x, y
+
+
 def conv_problem(seed: int, batch: int, eps: float = 0.05):
     """A random conv net with labelled inputs and their eps-box: the common bound-test setup."""
     from certlight.bounds import input_box

@@ -22,17 +22,12 @@ from certlight.evaluation.bab import (
 from certlight.evaluation.milp import milp_verify
 from certlight.evaluation.verdicts import FALSIFIED, UNKNOWN, VERIFIED
 
-from conftest import ORACLE_NETWORKS, REPO, SHARED_DATA, random_mlp
+from conftest import ORACLE_NETWORKS, REPO, SHARED_DATA, oracle_batch, random_mlp
 
 
 def problem_batch(name: str, seed: int, eps_index: int):
-    build, shape, radii, _ = ORACLE_NETWORKS[name]
-    net = build(seed).eval()
-    torch.manual_seed(seed)
-    x = torch.rand(8, *shape)
-    with torch.no_grad():
-        y = net(x).argmax(1)
-    lower, upper = input_box(x, radii[eps_index], [0.0], [1.0])
+    net, x, y = oracle_batch(name, seed)
+    lower, upper = input_box(x, ORACLE_NETWORKS[name][2][eps_index], [0.0], [1.0])
     return net, x, y, lower, upper
 
 

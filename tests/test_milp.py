@@ -11,7 +11,7 @@ from certlight.attacks import attack_succeeds, pgd_margins
 from certlight.bounds import input_box, is_verified, margin_lower_bounds
 from certlight.evaluation.milp import FALSIFIED, UNKNOWN, VERIFIED, milp_verify
 
-from conftest import ORACLE_NETWORKS, random_mlp
+from conftest import ORACLE_NETWORKS, oracle_batch, random_mlp
 
 
 def grid_minimum(net, x, y, eps, steps=201):
@@ -51,12 +51,8 @@ def test_the_verdict_on_a_2d_box_is_the_grids(seed):
 @pytest.mark.parametrize("name", ORACLE_NETWORKS)
 @pytest.mark.parametrize("seed", range(2))
 def test_milp_agrees_with_every_sound_bound_and_every_attack(name, seed):
-    build, shape, radii, falsifies = ORACLE_NETWORKS[name]
-    net = build(seed).eval()
-    torch.manual_seed(seed)
-    x = torch.rand(8, *shape)
-    with torch.no_grad():
-        y = net(x).argmax(1)
+    _, _, radii, falsifies = ORACLE_NETWORKS[name]
+    net, x, y = oracle_batch(name, seed)
     counts = {VERIFIED: 0, FALSIFIED: 0}
     for eps in radii:
         lower, upper = input_box(x, eps, [0.0], [1.0])
