@@ -262,10 +262,7 @@ class AvgPool2dRule(Rule):
             )
 
     def out_shape(self, layer, shape):
-        k, s, p = _pair(layer.kernel_size), _pair(layer.stride or layer.kernel_size), _pair(layer.padding)
-        return torch.Size(
-            [shape[0], *[(size + 2 * pi - ki) // si + 1 for size, ki, si, pi in zip(shape[-2:], k, s, p)]]
-        )
+        return _pooled_shape(layer, shape)
 
     def interval(self, layer, lower, upper, key, state):
         return layer(lower), layer(upper)
@@ -273,7 +270,7 @@ class AvgPool2dRule(Rule):
     def backward(self, layer, coefficients, key, state, in_shape):
         batch, specs = coefficients.shape[:2]
         channels = in_shape[0]
-        k, s, p = _pair(layer.kernel_size), _pair(layer.stride or layer.kernel_size), _pair(layer.padding)
+        k, s, p = _pool_geometry(layer)
         weight = coefficients.new_full((channels, 1, *k), 1.0 / (k[0] * k[1]))
         out = coefficients.reshape(batch * specs, *coefficients.shape[2:])
         expected = [(o - 1) * si - 2 * pi + ki for o, si, pi, ki in zip(out.shape[-2:], s, p, k)]
@@ -284,6 +281,16 @@ class AvgPool2dRule(Rule):
 
 def _pair(value) -> tuple[int, int]:
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def _pool_geometry(layer: nn.Module) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """A pooling layer's (kernel, stride, padding), each as a pair; stride defaults to the kernel."""
+    return _pair(layer.kernel_size), _pair(layer.stride or layer.kernel_size), _pair(layer.padding)
+
+
+def _pooled_shape(layer: nn.Module, shape: torch.Size) -> torch.Size:
+    k, s, p = _pool_geometry(layer)
+    return torch.Size([shape[0], *[(size + 2 * pi - ki) // si + 1 for size, ki, si, pi in zip(shape[-2:], k, s, p)]])
 
 
 # --- shape-only and identity layers ------------------------------------------------------
@@ -365,10 +372,7 @@ class MaxPool2dRule(Monotone):
             )
 
     def out_shape(self, layer, shape):
-        k, s, p = _pair(layer.kernel_size), _pair(layer.stride or layer.kernel_size), _pair(layer.padding)
-        return torch.Size(
-            [shape[0], *[(size + 2 * pi - ki) // si + 1 for size, ki, si, pi in zip(shape[-2:], k, s, p)]]
-        )
+        return _pooled_shape(layer, shape)
 
     def interval(self, layer, lower, upper, key, state):
         state.pre_activation[key] = (lower, upper)
@@ -379,7 +383,7 @@ class MaxPool2dRule(Monotone):
 
     def backward(self, layer, coefficients, key, state, in_shape):
         lower, upper = state.pre_activation[key]
-        k, s, p = _pair(layer.kernel_size), _pair(layer.stride or layer.kernel_size), _pair(layer.padding)
+        k, s, p = _pool_geometry(layer)
         _, chosen = F.max_pool2d(lower, k, s, p, return_indices=True)  # x_j*: flat spatial index per window
         ceiling = F.max_pool2d(upper, k, s, p)
         exact = torch.zeros_like(ceiling, dtype=torch.bool)
