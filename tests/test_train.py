@@ -161,3 +161,31 @@ def test_schedule_values_reach_the_logger_every_log_interval(fake_data_root, tmp
     assert [step for step, _ in logged] == [0, 2, 4, 6, 8, 10]
     for step, eps in logged:
         assert eps == pytest.approx(min(0.1, 0.1 * step / 6))
+
+
+def test_every_epoch_is_evaluated_on_the_whole_test_set_and_timed(fake_data_root, tmp_path):
+    """The evaluation schedule the README documents (the whole test split after every epoch,
+    the margins of every training and test example in the histograms) must not change when
+    epochs are made cheaper; the timer sees every epoch, and an epoch contains its steps."""
+    cfg = compose_train(tiny_run_overrides(fake_data_root, "trainer.max_epochs=3"), tmp_path)
+    results = train(cfg, tmp_path)
+    histograms = json.loads((tmp_path / "margin_histograms.json").read_text())
+    assert [h["epoch"] for h in histograms] == [0, 1, 2]
+    for epoch in histograms:
+        assert sum(epoch["test_margin"]) == 100 and sum(epoch["train_margin"]) == 300
+    rows = [line.split(",") for line in next(tmp_path.glob("csv/*/metrics.csv")).read_text().splitlines()]
+    header = rows[0]
+
+    def logged(key):
+        return [(r[header.index("epoch")], float(r[header.index(key)])) for r in rows[1:] if r[header.index(key)]]
+
+    # After the last epoch the final network is evaluated once more: what results.json reports.
+    verified = logged("test/verified_err")
+    assert [epoch for epoch, _ in verified] == ["0", "1", "2", "3"]
+    assert verified[-1][1] == verified[-2][1] == pytest.approx(results["verified_err"])
+    epochs, steps = [value for _, value in logged("time/epoch_s")], [value for _, value in logged("time/train_steps_s")]
+    assert len(epochs) == len(steps) == 3
+    assert all(0 < step < epoch for step, epoch in zip(steps, epochs))
+    timing = results["epoch_time"]
+    assert timing["epochs_timed"] == 3
+    assert timing["epoch_over_steps"] == pytest.approx(sum(epochs) / sum(steps), rel=1e-2)

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import ProgressBar
 
+from certlight.callbacks import EpochTimer
 from certlight.config import build, data_root
 from certlight.data import CertifiedDataModule
 from certlight.errors import CertlightError
@@ -213,6 +214,7 @@ def results_record(cfg: DictConfig, run: Run, metrics: dict, status: str, wall: 
         "parts": module.run_parts,
         "data_root": str(datamodule.root),
         "wall_time_s": round(wall, 1),
+        "epoch_time": next((c.summary() for c in run.trainer.callbacks if isinstance(c, EpochTimer)), {}),
         "hardware": hardware(),
         "torch": torch.__version__,
     }
