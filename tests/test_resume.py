@@ -101,7 +101,7 @@ def test_a_file_that_is_no_checkpoint_is_named(fake_data_root, tmp_path):
         build_run(cfg, tmp_path)
 
 
-@pytest.mark.parametrize("method", ["ibp", "sabr"])
+@pytest.mark.parametrize("method", ["ibp", "sabr", pytest.param("taps", marks=pytest.mark.slow)])
 def test_stop_and_resume_is_bit_identical_to_the_uninterrupted_run(method, fake_data_root, tmp_path):
     """Auto-eps, re-weighting and augmentation on; 3 epochs straight vs 1 + crash + resume; the
     adversarial methods draw random PGD starts and use the warm-up regulariser."""

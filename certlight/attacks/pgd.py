@@ -112,3 +112,67 @@ def _keep_best(point, loss, best, best_loss):
 def attack_succeeds(margins: torch.Tensor) -> torch.Tensor:
     """(B,) True where some point in the box is not classified as the true class."""
     return (margins <= 0).any(dim=1)
+
+
+def margin_attack_schedule(steps: int) -> list[int]:
+    """The steps after which :func:`pgd_margin_points` shrinks its step size by 0.2 (CTBench's
+    ``select_schedule``: fewer decays for shorter attacks, none under 10 steps)."""
+    if steps > 80:
+        return [int(steps * 0.3), int(steps * 0.6), int(steps * 0.8)]
+    if steps > 50:
+        return [int(steps * 0.4), int(steps * 0.7)]
+    if steps >= 10:
+        return [int(steps * 0.7)]
+    return []
+
+
+def pgd_margin_points(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    spec: torch.Tensor,
+    lower: torch.Tensor,
+    upper: torch.Tensor,
+    steps: int,
+    restarts: int,
+) -> torch.Tensor:
+    """One point of the box per margin row of ``spec`` (B, M, K): points (B, M, *shape), point
+    ``j`` attacking margin ``j`` alone. TAPS' estimate of the margin lower bounds (Mao et al.
+    2023) needs the worst point of each margin, not one point for all of them.
+
+    As CTBench's ``_get_pivotal_points``: each restart starts uniformly in the box and takes
+    signed steps of ``max(0.2, 2 / steps)`` box widths (0.2 times smaller after each step of
+    :func:`margin_attack_schedule`), projected into the box; the point of the lowest margin
+    seen at any step of any restart is kept. Detached, inside the box; the network's
+    parameters get no gradient.
+    """
+    batch, rows = spec.shape[:2]
+    low, high = lower.unsqueeze(1), upper.unsqueeze(1)
+    width = high - low
+    shape = (batch, rows, *lower.shape[1:])
+    per_row = (batch, rows) + (1,) * (lower.dim() - 1)
+
+    def margins(points):
+        return (spec * forward(points.flatten(0, 1)).view(batch, rows, -1)).sum(-1)
+
+    milestones = margin_attack_schedule(steps)
+    best = best_points = None
+    with torch.enable_grad():
+        for _ in range(restarts):
+            size = max(0.2, 2 / steps)
+            points = low + width * torch.rand(shape, device=lower.device, dtype=lower.dtype)
+            for step in range(steps + 1):
+                points = points.detach().requires_grad_(True)
+                value = margins(points)
+                found = value.detach()
+                if best is None:
+                    best, best_points = found, points.detach()
+                else:
+                    better = found < best
+                    best = torch.where(better, found, best)
+                    best_points = torch.where(better.view(per_row), points.detach(), best_points)
+                if step == steps:
+                    break
+                (grad,) = torch.autograd.grad(value.sum(), points)
+                points = torch.minimum(torch.maximum(points.detach() - size * width * grad.sign(), low), high)
+                if step + 1 in milestones:
+                    size *= 0.2
+    return best_points

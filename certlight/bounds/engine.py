@@ -60,6 +60,14 @@ def interval_propagate(model: nn.Sequential, lower, upper, state: WalkState | No
     return lower, upper, walk
 
 
+def fixed_statistics_forward(model: nn.Module, x: torch.Tensor, state: WalkState | None) -> torch.Tensor:
+    """``model`` (a network or a Span of one) on concrete inputs, every BatchNorm applying the
+    affine map ``state`` holds (the clean batch's, in training) rather than the statistics of
+    ``x``: an attack's points are not a batch of data. A zero-width interval walk, exact under
+    every rule."""
+    return SequentialRule().interval(model, x, x, (), _fresh(state))[0]
+
+
 def ibp_margin_lower(model: nn.Sequential, lower, upper, spec: torch.Tensor, state: WalkState | None = None):
     """IBP lower bounds of the margins ``spec @ f(x)`` (B, S), and the state with the ReLU input
     bounds. The spec is folded into the last Linear (Gowal et al.'s elision): each margin is

@@ -5,6 +5,7 @@ from certlight.methods.certified import CertifiedModule, CrownIBPModule, IBPModu
 from certlight.methods.expressive import CCIBPModule, MTLIBPModule
 from certlight.methods.fast_ibp import BoundRegulariser
 from certlight.methods.sabr import SABRModule
+from certlight.methods.taps import STAPSModule, TAPSModule
 
 __all__ = [
     "AutoEpsilon",
@@ -16,4 +17,6 @@ __all__ = [
     "MTLIBPModule",
     "NaturalModule",
     "SABRModule",
+    "STAPSModule",
+    "TAPSModule",
 ]
