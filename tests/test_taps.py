@@ -125,3 +125,22 @@ def test_taps_needs_the_native_engine():
 
     with pytest.raises(CertlightError, match="bounds.backend=native"):
         taps(bounds=partial(make_backend, "auto_lirpa"))
+
+
+def test_attacked_points_see_the_clean_batchs_batchnorm_statistics():
+    """In training, the classifier's BatchNorm normalises the attack's points with the clean
+    batch's mean and variance (as the released code freezes them), not the points' own."""
+    from certlight.bounds import Span
+    from certlight.bounds.engine import clean_forward, fixed_statistics_forward
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 2)).train()
+    x = torch.randn(8, 2)
+    _, state = clean_forward(net, x)
+    hidden = net[0](x)
+    mean, var = hidden.mean(0), hidden.var(0, unbiased=False)
+    points = torch.randn(5, 3) * 4 + 2
+    normalised = (points - mean) / torch.sqrt(var + net[1].eps) * net[1].weight + net[1].bias
+    expected = net[3](torch.relu(normalised))
+    torch.testing.assert_close(fixed_statistics_forward(Span(net, 1), points, state), expected)
+    assert not torch.allclose(net[1:](points), expected)  # the points' own statistics differ

@@ -63,8 +63,10 @@ def interval_propagate(model: nn.Sequential, lower, upper, state: WalkState | No
 def fixed_statistics_forward(model: nn.Module, x: torch.Tensor, state: WalkState | None) -> torch.Tensor:
     """``model`` (a network or a Span of one) on concrete inputs, every BatchNorm applying the
     affine map ``state`` holds (the clean batch's, in training) rather than the statistics of
-    ``x``: an attack's points are not a batch of data. A zero-width interval walk, exact under
-    every rule."""
+    ``x``: an attack's points are not a batch of data. With such maps, a zero-width interval
+    walk (exact under every rule, twice a forward's cost); without, a plain forward."""
+    if state is None or not state.batchnorm:
+        return rule(model).forward(model, x, (), WalkState())
     return SequentialRule().interval(model, x, x, (), _fresh(state))[0]
 
 
