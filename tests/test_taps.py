@@ -102,6 +102,17 @@ def test_taps_loss_is_the_attack_estimates_cross_entropy_times_ibps():
     assert module.net[3].bias.grad[0].item() == pytest.approx(expected, rel=1e-5)
 
 
+def test_while_eps_ramps_up_taps_trains_with_plain_ibp():
+    module = taps()
+    _, state = module.bounder.clean_forward(X)
+    half = torch.tensor([0.25])
+    ramping = ScheduleValues(eps=0.25, kappa=0.0, beta=0.0)
+    term = module.robust_term(X, Y, input_box(X, half, (0.0,), (1.0,)), state, ramping)
+    # x in [0.25, 0.75], z in [0.5, 1.5]: IBP certifies 0.5 - 0.5 * 0.5 = 0.25, and the loss is its CE alone
+    assert term.margin_lower.item() == pytest.approx(0.25)
+    assert term.loss.item() == pytest.approx(ce_of_margin(0.25), rel=1e-5)
+
+
 def test_staps_attacks_the_latent_box_of_sabrs_small_box():
     module = taps(cls=STAPSModule, lambda_ratio=0.5)
     _, state = module.bounder.clean_forward(X)

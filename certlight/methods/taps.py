@@ -9,10 +9,11 @@ Written from the paper and CTBench's released implementation (github.com/eth-sri
 model_wrapper.py ``TAPSModelWrapper``, ``_MultiPGDMixin``, ``_RectifiedLinearGradientLink``,
 ``_GradExpander``); recipe values in conf/method/taps.yaml and staps.yaml.
 
-Loss per example: ``CE(TAPS estimate)`` with its gradient scaled by ``grad_scale``, times
-``CE(IBP bound)`` of the whole network. The released code multiplies the two batch means;
-here each example's two terms are multiplied, so that re-weighting (eq. 7) can weigh each
-example's term (the same for a batch of one).
+While eps ramps up the loss is plain IBP's over the region (``ibp_while_ramping``, the released
+default: TAPS starts when the ramp ends). Then, per example: ``CE(TAPS estimate)`` with its
+gradient scaled by ``grad_scale``, times ``CE(IBP bound)`` of the whole network. The released
+code multiplies the two batch means; here each example's two terms are multiplied, so that
+re-weighting (eq. 7) can weigh each example's term (the same for a batch of one).
 
 The tactics: TAPS' estimate is not a bound, so the margin they read is the IBP lower bound of
 the whole network over the region (the second factor of the loss, computed anyway): sound, as
@@ -31,7 +32,7 @@ from certlight.bounds.engine import fixed_statistics_forward, ibp_margin_lower, 
 from certlight.errors import CertlightError
 from certlight.methods.certified import IBPModule, RobustTerm
 from certlight.methods.sabr import SABRModule
-from certlight.validate import integer_at_least, number
+from certlight.validate import boolean, integer_at_least, number
 
 
 class RectifiedLinearLink(torch.autograd.Function):
@@ -73,6 +74,7 @@ class TAPSModule(IBPModule):
         latent_restarts: int = 3,
         soft_threshold: float = 0.5,
         grad_scale: float = 4.0,
+        ibp_while_ramping: bool = True,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -94,9 +96,12 @@ class TAPSModule(IBPModule):
             soft_threshold, "method.soft_threshold", minimum=0, maximum=1, exclusive_minimum=True
         )
         self.grad_scale = number(grad_scale, "method.grad_scale", minimum=0, exclusive_minimum=True)
+        self.ibp_while_ramping = boolean(ibp_while_ramping, "method.ibp_while_ramping")
         self.extractor, self.classifier = Span(self.net, 0, self.split), Span(self.net, self.split)
 
     def robust_term(self, x, y, region, state, values):
+        if self.ibp_while_ramping and values.eps < self.schedule.eps_train:
+            return self.bound_term(x, y, region, 0.0, state)  # as released: IBP until eps is ramped up
         latent_lower, latent_upper, extractor_walk = interval_propagate(self.extractor, *region, state)
         spec = margin_spec(y, self.net[-1].out_features, x.dtype)
         ibp_margins, classifier_walk = ibp_margin_lower(self.classifier, latent_lower, latent_upper, spec, state)
