@@ -1,5 +1,6 @@
-"""Sigmoid, Tanh and MaxPool2d: their relaxations worked by hand and sampled, and every walk sound
-on networks that use them (sampled and attacked points never beat a bound)."""
+"""Sigmoid, Tanh and MaxPool2d: their relaxations worked by hand and sampled, equal to
+auto_LiRPA's, and every walk sound on networks that use them (sampled and attacked points never
+beat a bound)."""
 
 from __future__ import annotations
 
@@ -21,15 +22,34 @@ def sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x))
 
 
-def test_sigmoid_relaxation_on_the_convex_side_is_the_chord_and_a_parallel_tangent():
-    """On [-2, -1] sigmoid is convex: the upper line is the chord, slope (σ(-1) - σ(-2)) / 1; the
-    lower line has that slope and touches where σ(1 - σ) equals it, σ = (1 - sqrt(1 - 4k)) / 2."""
-    k = sigmoid(-1) - sigmoid(-2)
-    touch = math.log((1 - math.sqrt(1 - 4 * k)) / 2 / (1 - (1 - math.sqrt(1 - 4 * k)) / 2))
-    slope, low, high = SigmoidRule().relaxation(torch.tensor([-2.0]), torch.tensor([-1.0]))
-    assert slope.item() == pytest.approx(k, abs=1e-6)
-    assert high.item() == pytest.approx(sigmoid(-1) + k, abs=3e-6)  # through (-1, σ(-1)) and (-2, σ(-2))
-    assert low.item() == pytest.approx(sigmoid(touch) - k * touch, abs=3e-6)
+def test_sigmoid_relaxation_on_the_convex_side_is_the_chord_above_and_the_middle_tangent_below():
+    """On [-2, -1] sigmoid is convex: the upper line is the chord, the lower the tangent at -1.5."""
+    chord = sigmoid(-1) - sigmoid(-2)
+    middle_slope = sigmoid(-1.5) * (1 - sigmoid(-1.5))
+    low_k, low_b, high_k, high_b = SigmoidRule().relaxation(torch.tensor([-2.0]), torch.tensor([-1.0]))
+    assert high_k.item() == pytest.approx(chord, abs=1e-6)
+    assert high_b.item() == pytest.approx(sigmoid(-1) + chord, abs=3e-6)  # through (-1, σ(-1))
+    assert low_k.item() == pytest.approx(middle_slope, abs=1e-6)
+    assert low_b.item() == pytest.approx(sigmoid(-1.5) + 1.5 * middle_slope, abs=3e-6)
+
+
+def test_tanh_across_zero_takes_the_tangent_that_still_passes_below_the_upper_end():
+    """On [-1, 1.005] the chord (slope tanh(1.005)-ish) is steeper than tanh'(-1), so it would cut
+    the curve: the lower line is the tangent at the d < 0 closest to 0 whose tangent passes below
+    tanh at 1.01 (1.005 rounded up to the 0.01 grid), found here by bisection in plain Python."""
+
+    def below(d, end=1.01):
+        slope = 1 - math.tanh(d) ** 2
+        return slope * (end - d) + math.tanh(d) <= math.tanh(end)
+
+    far, near = -1.0, 0.0
+    for _ in range(60):
+        middle = (far + near) / 2
+        far, near = (middle, near) if below(middle) else (far, middle)
+    slope = 1 - math.tanh(far) ** 2
+    low_k, low_b, _, _ = TanhRule().relaxation(torch.tensor([-1.0]), torch.tensor([1.005]))
+    assert low_k.item() == pytest.approx(slope, abs=1e-5)
+    assert low_b.item() == pytest.approx(math.tanh(far) - slope * far, abs=1e-5)
 
 
 @pytest.mark.parametrize("activation", [SigmoidRule(), TanhRule()], ids=["sigmoid", "tanh"])
@@ -37,11 +57,11 @@ def test_the_relaxation_encloses_the_function_on_every_interval(activation):
     torch.manual_seed(0)
     lower = torch.randn(5000) * 4
     upper = lower + torch.cat([torch.rand(4000) * 6, torch.rand(1000) * 1e-5])  # narrow ones too
-    slope, low, high = activation.relaxation(lower, upper)
+    low_k, low_b, high_k, high_b = activation.relaxation(lower, upper)
     points = lower + (upper - lower) * torch.rand(64, 5000)
     values = activation.function(points)
-    assert (slope * points + low <= values + 1e-7).all()
-    assert (values <= slope * points + high + 1e-7).all()
+    assert (low_k * points + low_b <= values + 1e-7).all()
+    assert (values <= high_k * points + high_b + 1e-7).all()
 
 
 def scurve_net(seed: int, activation: type[nn.Module]) -> nn.Sequential:
@@ -79,8 +99,9 @@ def test_every_walk_is_sound_on_networks_with_the_activation(activation):
 
 
 @pytest.mark.skipif(not lirpa_available(), reason="auto_LiRPA not installed (CI installs it)")
+@pytest.mark.parametrize("method", ["ibp", "crown_ibp", "crown"])
 @pytest.mark.parametrize("activation", [nn.Sigmoid, nn.Tanh])
-def test_ibp_equals_auto_lirpas(activation):
+def test_bounds_equal_auto_lirpas(activation, method):
     from certlight.bounds.backends import make_backend
 
     torch.manual_seed(0)
@@ -88,9 +109,10 @@ def test_ibp_equals_auto_lirpas(activation):
     x = torch.rand(6, 6)
     y = torch.randint(0, 4, (6,))
     lower, upper = input_box(x, torch.linspace(0.0, 0.2, 6), [0.0], [1.0])
-    ours = margin_lower_bounds(net, lower, upper, y, "ibp")
-    theirs = make_backend("auto_lirpa", net).margins(x, lower, upper, y, "ibp")
-    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    ours = margin_lower_bounds(net, lower, upper, y, method)
+    theirs = make_backend("auto_lirpa", net).margins(x, lower, upper, y, method)
+    # the same relaxation; ours widens each intercept by RELAXATION_SLACK (1e-6) for the floats
+    torch.testing.assert_close(ours, theirs, atol=2e-5, rtol=1e-5)
 
 
 def pooled_net(seed: int, kernel: int, stride: int, padding: int) -> nn.Sequential:

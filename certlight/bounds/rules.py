@@ -402,19 +402,26 @@ class MaxPool2dRule(Monotone):
 
 
 # --- S-shaped activations -------------------------------------------------------------------
-RELAXATION_SLACK = 1e-6  # intercepts widened by this: the touching points are computed in floats
+RELAXATION_SLACK = 1e-6  # intercepts widened by this: the lines are computed in floats
 
 
 class SCurveRule(Monotone):
-    """An increasing S-shaped activation (convex below 0, concave above): its input bounds are
-    recorded and its relaxation is two lines with the chord's slope ``k`` over ``[l, u]``, each
-    intercept the exact extreme of ``f(x) - k x`` on the interval (among the ends and the points
-    where ``f' = k``, which :meth:`touching` gives): sound for every interval by construction, the
-    chord itself on the side where f is convex or concave throughout. (CROWN's own choice
-    (Zhang et al. 2018) takes tangents through an end in the mixed case; not measured against.)
-    The slopes are not optimised: α-CROWN leaves these layers at this relaxation."""
+    """An increasing S-shaped activation (convex below 0, concave above) with CROWN's relaxation
+    (Zhang et al. 2018) as auto_LiRPA implements it, so the two engines give the same bounds:
+    - wholly on one side of 0, the chord on the side where the function curves away from it and
+      the tangent at the interval's midpoint on the other;
+    - across 0, each bound is the chord when the chord stays on its side of the curve (its slope
+      below the derivative at the far end), otherwise the tangent at a point on the other side of
+      0 looked up in a table: for the upper end rounded up to a grid step, the point closest to 0
+      whose tangent still lies below the curve there (:meth:`tangent_points`).
+    Each line is sound by construction; intercepts are widened by ``RELAXATION_SLACK`` for the
+    floats. The slopes are not optimised: α-CROWN leaves these layers at this relaxation."""
 
     needs_input_bounds = True
+    GRID_STEP, GRID_LIMIT = 0.01, 500.0  # auto_LiRPA 0.3's table: every 0.01 up to |x| = 500
+
+    def __init__(self):
+        self._tables: dict = {}
 
     def function(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -422,30 +429,78 @@ class SCurveRule(Monotone):
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def touching(self, slope: torch.Tensor) -> torch.Tensor:
-        """The non-negative point where ``f' = slope`` (its negative twin is its mirror image)."""
-        raise NotImplementedError
-
     def interval(self, layer, lower, upper, key, state):
         state.pre_activation[key] = (lower, upper)
         return layer(lower), layer(upper)
 
+    def tangent_points(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per grid point ``g_i = i * GRID_STEP``: ``below[i]`` <= 0, the tangent point closest to
+        0 whose tangent stays below f at ``g_i``, and ``above[i]`` >= 0, the one closest to 0
+        whose tangent stays above f at ``-g_i`` (by bisection, 100 halvings, once per device)."""
+        if (device, dtype) in self._tables:
+            return self._tables[(device, dtype)]
+        f, df = self.function, self.derivative
+        grid = self.GRID_STEP * torch.arange(int(self.GRID_LIMIT / self.GRID_STEP) + 5, device=device, dtype=dtype)
+
+        def below_at(end, point):  # the tangent at point lies below f at end
+            return df(point) * (end - point) + f(point) <= f(end)
+
+        def above_at(end, point):  # the tangent at point lies above f at end
+            return df(point) * (end - point) + f(point) >= f(end)
+
+        def bisect(valid, far, near):  # valid(far) holds; move towards near while it still holds
+            while not valid(far).all():
+                far = torch.where(valid(far), far, 2 * far)
+            for _ in range(100):
+                middle = (far + near) / 2
+                holds = valid(middle)
+                far, near = torch.where(holds, middle, far), torch.where(holds, near, middle)
+            return far
+
+        below = bisect(lambda point: below_at(grid, point), -torch.ones_like(grid), torch.zeros_like(grid))
+        above = bisect(
+            lambda point: df(point) * (-grid - point) + f(point) >= f(-grid),
+            torch.ones_like(grid),
+            torch.zeros_like(grid),
+        )
+        self._tables[(device, dtype)] = below, above
+        return below, above
+
     def relaxation(self, lower, upper):
-        """``(k, low, high)``: ``k x + low <= f(x) <= k x + high`` on ``[lower, upper]``."""
-        width = upper - lower
-        narrow = width < 1e-6
-        chord = (self.function(upper) - self.function(lower)) / torch.where(narrow, 1.0, width)
-        slope = torch.where(narrow, self.derivative((upper + lower) / 2), chord)
-        point = self.touching(slope)
-        candidates = torch.stack([lower, upper, point.clamp(lower, upper), (-point).clamp(lower, upper)])
-        gap = self.function(candidates) - slope * candidates
-        return slope, gap.min(0).values - RELAXATION_SLACK, gap.max(0).values + RELAXATION_SLACK
+        """``(lower slope, lower intercept, upper slope, upper intercept)`` of two lines with
+        ``kl x + bl <= f(x) <= ku x + bu`` on ``[lower, upper]``."""
+        f, df = self.function, self.derivative
+        lower, upper = lower.clamp(min=-self.GRID_LIMIT), upper.clamp(max=self.GRID_LIMIT)
+        f_lower = f(lower)
+        close = (upper - lower) < 1e-6
+        chord = torch.where(close, df(upper), (f(upper) - f_lower) / (upper - lower).clamp(min=1e-6))
+        chord_bias = f_lower - chord * lower
+        middle = (lower + upper) / 2
+        middle_slope = df(middle)
+        middle_bias = f(middle) - middle_slope * middle
+        positive, negative = lower >= 0, upper <= 0
+        across = ~(positive | negative)
+        below, above = self.tangent_points(lower.device, lower.dtype)
+        step = self.GRID_STEP
+        tangent_low = below[((upper / step).long().clamp(min=0) + 1).clamp(max=below.numel() - 1)]
+        tangent_high = above[((lower / -step).long().clamp(min=0) + 1).clamp(max=above.numel() - 1)]
+        low_slope, high_slope = df(tangent_low), df(tangent_high)
+        low_bias, high_bias = f(tangent_low) - low_slope * tangent_low, f(tangent_high) - high_slope * tangent_high
+        chord_below = across & (chord < df(lower))
+        chord_above = across & (chord < df(upper))
+        lower_slope = torch.where(positive | chord_below, chord, torch.where(negative, middle_slope, low_slope))
+        lower_bias = torch.where(positive | chord_below, chord_bias, torch.where(negative, middle_bias, low_bias))
+        upper_slope = torch.where(negative | chord_above, chord, torch.where(positive, middle_slope, high_slope))
+        upper_bias = torch.where(negative | chord_above, chord_bias, torch.where(positive, middle_bias, high_bias))
+        return lower_slope, lower_bias - RELAXATION_SLACK, upper_slope, upper_bias + RELAXATION_SLACK
 
     def backward(self, layer, coefficients, key, state, in_shape):
-        slope, low, high = self.relaxation(*state.pre_activation[key])
+        lower_slope, lower_bias, upper_slope, upper_bias = (
+            part.unsqueeze(1) for part in self.relaxation(*state.pre_activation[key])
+        )
         positive, negative = coefficients.clamp(min=0), coefficients.clamp(max=0)
-        bias = _sum_trailing(positive * low.unsqueeze(1) + negative * high.unsqueeze(1))
-        return coefficients * slope.unsqueeze(1), bias
+        bias = _sum_trailing(positive * lower_bias + negative * upper_bias)
+        return positive * lower_slope + negative * upper_slope, bias
 
     def relaxed_units(self, lower, upper):
         return upper > lower
@@ -459,11 +514,6 @@ class SigmoidRule(SCurveRule):
     def derivative(self, x):
         return torch.sigmoid(x) * (1 - torch.sigmoid(x))
 
-    def touching(self, slope):
-        # σ(1 - σ) = k  ->  σ = (1 + sqrt(1 - 4k)) / 2 on the positive side
-        value = (1 + torch.sqrt((1 - 4 * slope).clamp(min=0))) / 2
-        return torch.logit(value.clamp(max=1 - 1e-7))
-
 
 @rule_for_type(nn.Tanh)
 class TanhRule(SCurveRule):
@@ -471,11 +521,9 @@ class TanhRule(SCurveRule):
         return torch.tanh(x)
 
     def derivative(self, x):
-        return 1 - torch.tanh(x) ** 2
-
-    def touching(self, slope):
-        # 1 - tanh² = k  ->  tanh = sqrt(1 - k) on the positive side
-        return torch.atanh(torch.sqrt((1 - slope).clamp(min=0)).clamp(max=1 - 1e-7))
+        # 0 beyond |x| = 25, where cosh² overflows (auto_LiRPA's dtanh does the same)
+        inside = x.abs() < 25
+        return torch.where(inside, 1 / torch.cosh(torch.where(inside, x, 0.0)) ** 2, 0.0)
 
 
 # --- containers ---------------------------------------------------------------------------
