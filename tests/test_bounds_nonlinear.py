@@ -152,6 +152,27 @@ def test_max_pooling_is_sound_in_every_walk(kernel, stride, padding):
     torch.testing.assert_close(one_at_a_time, margin_lower_bounds(net, lower, upper, y, "crown"))
 
 
+@pytest.mark.skipif(not lirpa_available(), reason="auto_LiRPA not installed (CI installs it)")
+@pytest.mark.parametrize(
+    "kernel, stride, padding, method",
+    # auto_LiRPA 0.3's CROWN relaxation of a max pool needs stride == kernel; its IBP takes any
+    [(2, 2, 0, m) for m in ("ibp", "crown_ibp", "crown")]
+    + [(3, 3, 0, m) for m in ("ibp", "crown_ibp", "crown")]
+    + [(3, 2, 1, "ibp")],
+)
+def test_max_pooling_bounds_equal_auto_lirpas(kernel, stride, padding, method):
+    from certlight.bounds.backends import make_backend
+
+    net = pooled_net(0, kernel, stride, padding)
+    torch.manual_seed(1)
+    x = torch.rand(4, 2, 6, 6)
+    y = torch.randint(0, 4, (4,))
+    lower, upper = input_box(x, torch.linspace(0.01, 0.1, 4), [0.0], [1.0])
+    ours = margin_lower_bounds(net, lower, upper, y, method)
+    theirs = make_backend("auto_lirpa", net).margins(x, lower, upper, y, method)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
 def test_the_pooled_max_is_bounded_by_the_input_with_the_largest_lower_bound_and_the_largest_upper():
     """One 2-wide window (a 1x1x2 image), x_0 in [0, 3] and x_1 in [1, 1.5], worked by hand:
     max >= x_1 (the larger lower bound), so max - 2.5 >= 1 - 2.5 = -1.5 (x_0 would give -2.5);
