@@ -31,10 +31,10 @@ def pgd_margins(
     """Smallest margins ``f(x')_y - f(x')_j`` (B, K-1) found by PGD on the worst margin.
 
     Each restart starts at a random point of the box and takes signed-gradient steps of
-    ``step_fraction`` of the box half-width, projected back into the box. The returned
+    ``step_fraction`` of the box's width, projected back into the box. The returned
     margins are the row-wise minimum over every point visited, all of them inside the box.
     """
-    half_width = (upper - lower) / 2
+    width = upper - lower
     with torch.no_grad():
         logits = forward(x)
     spec = margin_spec(y, logits.shape[1], logits.dtype)
@@ -48,7 +48,7 @@ def pgd_margins(
             best = torch.minimum(best, margins.detach())
             (grad,) = torch.autograd.grad(margins.min(dim=1).values.sum(), point)
             with torch.no_grad():
-                point = torch.minimum(torch.maximum(point - step_fraction * half_width * 2 * grad.sign(), lower), upper)
+                point = torch.minimum(torch.maximum(point - step_fraction * width * grad.sign(), lower), upper)
     return best
 
 
