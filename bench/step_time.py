@@ -3,7 +3,7 @@
 Times the real LightningModule.training_step (+ backward + Adam step) of every variant on the
 same model and batch, the variants taking turns step by step: plain (clean loss only), IBP,
 CROWN-IBP (beta=1), the same with re-weighting + auto-eps, CROWN-IBP with bounds.compile
-(compiled relaxations), and auto_LiRPA's IBP / CROWN-IBP
+(compiled relaxations), TAPS and STAPS (their latent attacks on), and auto_LiRPA's IBP / CROWN-IBP
 when it is installed. Reports the median over --steps steps after --warmup steps (compiling
 happens in the warm-up), ratios to the plain step, and on CUDA each variant's peak memory.
 
@@ -30,7 +30,14 @@ from sections import emit, heading  # noqa: E402  (bench/sections.py)
 from certlight.bounds.backends import make_backend  # noqa: E402
 from certlight.bounds.lirpa import lirpa_available  # noqa: E402
 from certlight.losses import Reweighting  # noqa: E402
-from certlight.methods import AutoEpsilon, CrownIBPModule, IBPModule, NaturalModule  # noqa: E402
+from certlight.methods import (  # noqa: E402
+    AutoEpsilon,
+    CrownIBPModule,
+    IBPModule,
+    NaturalModule,
+    STAPSModule,
+    TAPSModule,
+)
 from certlight.models import dm_large, dm_small  # noqa: E402
 from certlight.runs.host_memory import keep_freed_memory  # noqa: E402
 from certlight.runs.pipeline import hardware  # noqa: E402
@@ -52,6 +59,12 @@ def variants(with_lirpa: bool):
         "crown_ibp": {"cls": CrownIBPModule},
         "crown_ibp+reweight+auto_eps": {"cls": CrownIBPModule, "tactics": True},
         "crown_ibp+compile": {"cls": CrownIBPModule, "compile": True},
+        # TAPS / STAPS after the ramp (their recipes' latent attacks: conf/method/{taps,staps}.yaml)
+        "taps": {"cls": TAPSModule, "options": {"ibp_while_ramping": False}},
+        "staps": {
+            "cls": STAPSModule,
+            "options": {"split": 5, "latent_steps": 10, "attack_steps": 10, "ibp_while_ramping": False},
+        },
     }
     if with_lirpa:
         out["lirpa_ibp"] = {"cls": IBPModule, "backend": "auto_lirpa"}
@@ -72,6 +85,7 @@ def build_variant(build, shape, spec, device):
         reweight=Reweighting("symmetric", gamma=5.0, alpha=0.1) if tactics else None,
         auto_eps=AutoEpsilon(60000, eps_maxoff=0.1, eps_train=0.4) if tactics else None,
         bounds=partial(make_backend, spec.get("backend", "native"), compile=spec.get("compile", False)),
+        **spec.get("options", {}),
     ).to(device)
     module.train()
     module.schedule_values = ScheduleValues(eps=0.2, kappa=0.5, beta=1.0)
