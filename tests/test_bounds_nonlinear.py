@@ -152,6 +152,24 @@ def test_max_pooling_is_sound_in_every_walk(kernel, stride, padding):
     torch.testing.assert_close(one_at_a_time, margin_lower_bounds(net, lower, upper, y, "crown"))
 
 
+def test_max_pooling_inside_a_residual_block_is_sound_in_every_walk():
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 1, 1))
+    net = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), Residual(body), nn.MaxPool2d(2, 2), nn.Flatten(), nn.Linear(27, 4)
+    ).eval()
+    torch.manual_seed(1)
+    x = torch.rand(8, 2, 6, 6)
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    lower, upper = input_box(x, torch.linspace(0.01, 0.2, 8), [0.0], [1.0])
+    attacked = pgd_margins(net, x, y, lower, upper, steps=30, restarts=2)
+    sampled = sampled_margins(net, x, y, lower, upper)
+    for method in BOUND_METHODS:
+        bound = margin_lower_bounds(net, lower, upper, y, method).detach()
+        assert (bound <= attacked + 1e-5).all() and (bound <= sampled + 1e-5).all(), method
+
+
 @pytest.mark.skipif(not lirpa_available(), reason="auto_LiRPA not installed (CI installs it)")
 @pytest.mark.parametrize(
     "kernel, stride, padding, method",
