@@ -131,7 +131,7 @@ def test_the_time_limit_leaves_examples_unknown_with_a_bound_no_looser_than_alph
     outcomes = bab_verify(net, x, y, lower, upper, alpha, BaBOptions(timeout=0.5))
     assert UNKNOWN in {o.verdict for o in outcomes}
     for example, outcome in enumerate(outcomes):
-        assert outcome.seconds < 3  # the limit, and at most one round more
+        assert outcome.seconds < 1.0  # the limit 0.5 s, but for a misestimated round (one takes ~0.1 s here)
         if outcome.verdict == UNKNOWN:
             assert outcome.bound >= float(alpha[example].min())
 

@@ -19,7 +19,8 @@ bounds, on the neuron BaBSR (Bunel et al. 2020) scores highest, and the children
 are bounded in one batched pass (chunked to the memory budget). A domain whose bound exceeds 0
 is closed; an example is *verified* when its last domain closes, *falsified* when the minimiser
 of a domain's linear bound (a corner of the box) is misclassified by a plain forward pass, and
-*unknown* when its share of the rounds' time reaches ``timeout``. An example's domains, their
+*unknown* when its share of the rounds' time reaches ``timeout``, or would pass it in the next
+round at the last round's cost per domain (so a limit is not overrun by a round). An example's domains, their
 order and bounds are its own, so its verdict never depends on the other examples of its batch.
 """
 
@@ -385,7 +386,7 @@ def bab_verify(
 
     def decide(index: int, verdict: str) -> None:
         verdicts[index] = verdict
-        open_bounds = pool.bound[pool.example == index]
+        open_bounds = torch.cat([pool.bound[pool.example == index], pending.bound[pending.example == index]])
         if verdict == UNKNOWN and open_bounds.numel():
             frontier[index] = float(open_bounds.min())
         bar.update(1)
@@ -393,7 +394,16 @@ def bab_verify(
     for index in set(range(count)) - set(example.tolist()):
         decide(index, VERIFIED)
     root = True
+    seconds_per_domain = None  # the last round's cost, to stop an example before a round it cannot afford
     while len(pending):
+        if seconds_per_domain is not None:
+            shares = torch.bincount(pending.example, minlength=count).tolist()
+            for index, share in enumerate(shares):
+                if share and seconds[index] + share * seconds_per_domain > options.timeout:
+                    decide(index, UNKNOWN)
+            pending = pending.take(torch.tensor([v is None for v in verdicts])[pending.example])
+            if not len(pending):
+                break
         start = time.perf_counter()
         parts = [
             bound_domains(problem, pending.take(slice(i, i + per_pass)), options, root)
@@ -429,6 +439,7 @@ def bab_verify(
                     decide(index, verdict)
         pool = pool.take(~exhausted)
         elapsed = time.perf_counter() - start
+        seconds_per_domain = elapsed / len(pending)
         shares = torch.bincount(pending.example, minlength=count).tolist()
         for index, share in enumerate(shares):
             if share:
