@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 BLOCK, HEADER = 32768, 7
@@ -21,6 +22,8 @@ def records(path: Path) -> list[bytes]:
             position += BLOCK - position % BLOCK
             continue
         _, length, kind = struct.unpack("<IHB", data[position : position + HEADER])
+        if position + HEADER + length > len(data):  # a record still being written
+            break
         chunk = data[position + HEADER : position + HEADER + length]
         position += HEADER + length
         if kind == FULL:
@@ -34,17 +37,25 @@ def records(path: Path) -> list[bytes]:
     return found
 
 
-def history(run_dir: Path) -> list[dict]:
-    """Every ``wandb.log`` call of the offline run in ``run_dir``, as {key: value}."""
+def history(run_dir: Path, wait_s: float = 60.0) -> list[dict]:
+    """Every ``wandb.log`` call of the offline run in ``run_dir``, as {key: value}. W&B's service
+    process may still be writing the file when ``finish()`` returns, so this waits (up to
+    ``wait_s``) for the run's closing ``exit`` record before reading the rows."""
     from wandb.proto import wandb_internal_pb2
 
     (log,) = run_dir.glob("run-*.wandb")
-    rows = []
-    for raw in records(log):
-        record = wandb_internal_pb2.Record()
-        record.ParseFromString(raw)
-        if record.WhichOneof("record_type") == "history":
-            rows.append(
-                {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
-            )
-    return rows
+    deadline = time.monotonic() + wait_s
+    while True:
+        parsed = []
+        for raw in records(log):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(raw)
+            parsed.append(record)
+        if any(r.WhichOneof("record_type") == "exit" for r in parsed) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    return [
+        {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+        for record in parsed
+        if record.WhichOneof("record_type") == "history"
+    ]
