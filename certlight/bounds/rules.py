@@ -449,8 +449,10 @@ class SCurveRule(Monotone):
             return df(point) * (end - point) + f(point) >= f(end)
 
         def bisect(valid, far, near):  # valid(far) holds; move towards near while it still holds
-            while not valid(far).all():
-                far = torch.where(valid(far), far, 2 * far)
+            holds = valid(far)
+            while not holds.all():
+                far = torch.where(holds, far, 2 * far)
+                holds = valid(far)
             for _ in range(100):
                 middle = (far + near) / 2
                 holds = valid(middle)
@@ -458,11 +460,7 @@ class SCurveRule(Monotone):
             return far
 
         below = bisect(lambda point: below_at(grid, point), -torch.ones_like(grid), torch.zeros_like(grid))
-        above = bisect(
-            lambda point: df(point) * (-grid - point) + f(point) >= f(-grid),
-            torch.ones_like(grid),
-            torch.zeros_like(grid),
-        )
+        above = bisect(lambda point: above_at(-grid, point), torch.ones_like(grid), torch.zeros_like(grid))
         self._tables[(device, dtype)] = below, above
         return below, above
 

@@ -52,11 +52,11 @@ class RectifiedLinearLink(torch.autograd.Function):
     def backward(ctx, grad_points):
         lower, upper, points = ctx.saved_tensors
         low, high = lower.unsqueeze(1), upper.unsqueeze(1)
-        slack = (ctx.c * (high - low)).clamp(min=ctx.tolerance)
-        near_upper = (points - (high - ctx.c * (high - low))).clamp(min=0.5 * ctx.tolerance)
-        near_lower = ((low + ctx.c * (high - low)) - points).clamp(min=0.5 * ctx.tolerance)
-        upper_share = (points >= high - ctx.c * (high - low)) * near_upper / slack
-        lower_share = (points <= low + ctx.c * (high - low)) * near_lower / slack
+        band = ctx.c * (high - low)
+        slack = band.clamp(min=ctx.tolerance)
+        upper_threshold, lower_threshold = high - band, low + band
+        upper_share = (points >= upper_threshold) * (points - upper_threshold).clamp(min=0.5 * ctx.tolerance) / slack
+        lower_share = (points <= lower_threshold) * (lower_threshold - points).clamp(min=0.5 * ctx.tolerance) / slack
         return (grad_points * lower_share).sum(1), (grad_points * upper_share).sum(1), None, None, None
 
 
