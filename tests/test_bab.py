@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+import certlight.evaluation.bab as bab_module
 from certlight.attacks import attack_succeeds, pgd_margins
 from certlight.bounds import input_box, margin_lower_bounds
 from certlight.evaluation.bab import (
@@ -150,6 +151,37 @@ def test_the_verdicts_do_not_depend_on_the_batch_its_order_or_the_memory_budget(
         assert alone[0].verdict == verdict
     tiny = BaBOptions(timeout=30, max_memory_gb=1e-4)  # one domain per bound pass
     assert [o.verdict for o in bab_verify(net, x, y, lower, upper, options=tiny)] == together
+
+
+def well_network() -> nn.Sequential:
+    """Class 0's margin |x - 0.5| - 0.05 = relu(x - 0.5) + relu(0.5 - x) - 0.05 on x in [0, 1]:
+    below 0 only inside (0.45, 0.55), while every corner of the box (where a linear bound is
+    least) has margin 0.45."""
+    net = nn.Sequential(nn.Linear(1, 2), nn.ReLU(), nn.Linear(2, 2))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0], [-1.0]]))
+        net[0].bias.copy_(torch.tensor([-0.5, 0.5]))
+        net[2].weight.copy_(torch.tensor([[1.0, 1.0], [0.0, 0.0]]))
+        net[2].bias.copy_(torch.tensor([-0.05, 0.0]))
+    return net.eval()
+
+
+def test_the_random_start_attack_falsifies_before_any_bound_is_computed(monkeypatch):
+    net, x, y = well_network(), torch.tensor([[0.2]]), torch.tensor([0])
+    lower, upper = torch.zeros(1, 1), torch.ones(1, 1)
+
+    def no_bound(*args, **kwargs):
+        raise AssertionError("bounded a domain")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(bab_module, "bound_domains", no_bound)
+        (outcome,) = bab_verify(net, x, y, lower, upper)
+    assert outcome.verdict == FALSIFIED
+    assert 0.45 < outcome.counterexample.item() < 0.55
+    # without it the search still finds the well: by splitting both ReLUs down to the exact LP
+    (searched,) = bab_verify(net, x, y, lower, upper, options=BaBOptions(attack_restarts=0, attack_steps=0))
+    assert searched.verdict == FALSIFIED
+    assert 0.45 <= searched.counterexample.item() <= 0.55
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ takes the box itself, not eps/mean/std.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -28,28 +28,58 @@ def pgd_margins(
     step_fraction: float = 0.25,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Smallest margins ``f(x')_y - f(x')_j`` (B, K-1) found by PGD on the worst margin.
-
-    Each restart starts at a random point of the box and takes signed-gradient steps of
-    ``step_fraction`` of the box's width, projected back into the box. The returned
-    margins are the row-wise minimum over every point visited, all of them inside the box.
-    """
-    width = upper - lower
+    """Smallest margins ``f(x')_y - f(x')_j`` (B, K-1) found by PGD on the worst margin: at
+    ``x`` itself and along :func:`pgd_search` from ``restarts`` uniform random points of the box."""
     with torch.no_grad():
         logits = forward(x)
-    spec = margin_spec(y, logits.shape[1], logits.dtype)
-    best = (spec @ logits.unsqueeze(-1)).squeeze(-1)
-    for _ in range(restarts):
-        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        point = lower + (upper - lower) * noise
-        for _ in range(steps + 1):
-            point = point.detach().requires_grad_(True)
-            margins = (spec @ forward(point).unsqueeze(-1)).squeeze(-1)
-            best = torch.minimum(best, margins.detach())
-            (grad,) = torch.autograd.grad(margins.min(dim=1).values.sum(), point)
-            with torch.no_grad():
-                point = torch.minimum(torch.maximum(point - step_fraction * width * grad.sign(), lower), upper)
-    return best
+    clean = (margin_spec(y, logits.shape[1], logits.dtype) @ logits.unsqueeze(-1)).squeeze(-1)
+    if restarts == 0:
+        return clean
+    starts = (
+        lower + (upper - lower) * torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        for _ in range(restarts)
+    )
+    return torch.minimum(clean, pgd_search(forward, y, lower, upper, starts, steps, step_fraction)[0])
+
+
+def pgd_search(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    y: torch.Tensor,
+    lower: torch.Tensor,
+    upper: torch.Tensor,
+    starts: Iterable[torch.Tensor],
+    steps: int,
+    step_fraction: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Signed-gradient descent on the worst margin from each batch of start points (B, *shape):
+    ``steps`` steps of ``step_fraction`` of the box's width, projected back into the box.
+
+    Returns the row-wise smallest margins (B, K-1) over every point visited, and per example
+    the visited point whose worst margin was lowest (a verifier's counterexample candidate);
+    every point lies inside the box. The network's parameters get no gradient.
+    """
+    width = upper - lower
+    spec = best = best_point = None
+    with torch.enable_grad():
+        for start in starts:
+            point = start
+            for _ in range(steps + 1):
+                point = point.detach().requires_grad_(True)
+                logits = forward(point)
+                if spec is None:
+                    spec = margin_spec(y, logits.shape[1], logits.dtype)
+                margins = (spec @ logits.unsqueeze(-1)).squeeze(-1)
+                worst = margins.min(dim=1).values
+                if best is None:
+                    best, best_point = margins.detach(), point.detach()
+                else:
+                    lower_worst = (worst.detach() < best.min(dim=1).values).view(-1, *[1] * (point.dim() - 1))
+                    best_point = torch.where(lower_worst, point.detach(), best_point)
+                    best = torch.minimum(best, margins.detach())
+                (grad,) = torch.autograd.grad(worst.sum(), point)
+                with torch.no_grad():
+                    point = torch.minimum(torch.maximum(point - step_fraction * width * grad.sign(), lower), upper)
+    return best, best_point
 
 
 def pgd_point(

@@ -17,9 +17,11 @@ bound the LP optimum over the domain, so the search is complete up to the optimi
 Per round each undecided example branches its ``domains_per_round`` domains with the lowest
 bounds, on the neuron BaBSR (Bunel et al. 2020) scores highest, and the children of all examples
 are bounded in one batched pass (chunked to the memory budget). A domain whose bound exceeds 0
-is closed; an example is *verified* when its last domain closes, *falsified* when the minimiser
-of a domain's linear bound (a corner of the box) is misclassified by a plain forward pass, and
-*unknown* when its share of the rounds' time reaches ``timeout``, or would pass it in the next
+is closed; an example is *verified* when its last domain closes, *falsified* when a point of its
+box is misclassified by a plain forward pass (found by PGD from random points before any bound
+- the counterexamples of these nets hide where one start of PGD rarely goes, so it takes many
+starts -, or the minimiser of a domain's linear bound, a corner of the box, and a few PGD steps
+from it), and *unknown* when its share of the rounds' time reaches ``timeout``, or would pass it in the next
 round at the last round's cost per domain (so a limit is not overrun by a round). An example's domains, their
 order and bounds are its own, so its verdict never depends on the other examples of its batch.
 """
@@ -27,13 +29,16 @@ order and bounds are its own, so its verdict never depends on the other examples
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
+import zlib
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from certlight.attacks.pgd import pgd_search
 from certlight.bounds import linear_lower, margin_spec, rule
 from certlight.bounds.engine import crown_intermediate_bounds, layers_by_key, relu_keys, widest_layer
 from certlight.bounds.relaxation import relu_relaxation
@@ -52,8 +57,10 @@ class BaBOptions:
     domains (the learning rates are α,β-CROWN's; it takes 100 and 50 steps, a GPU's budget);
     ``beta``: False enforces splits on the intermediate bounds only (incomplete: kept to measure
     what β adds); ``domains_per_round``: an example's domains branched per round;
-    ``candidates``: neurons per score that filtered smart branching tries; ``attack_steps``:
-    steps of the attack from each example's lowest domain's corner, per round;
+    ``candidates``: neurons per score that filtered smart branching tries; ``attack_restarts``,
+    ``attack_restart_steps``: the attack from random points of each example's box before any
+    bound (PGD of 0.1 box widths per step; it stops early at a tenth of ``timeout``);
+    ``attack_steps``: steps of the attack from each example's lowest domain's corner, per round;
     ``max_memory_gb``: what one bound pass may hold."""
 
     timeout: float = 60.0
@@ -65,6 +72,8 @@ class BaBOptions:
     beta: bool = True
     domains_per_round: int = 32
     candidates: int = 3
+    attack_restarts: int = 50
+    attack_restart_steps: int = 20
     attack_steps: int = 10
     max_memory_gb: float = 2.0
 
@@ -78,6 +87,8 @@ class BaBOptions:
             ("iterations", 0),
             ("domains_per_round", 1),
             ("candidates", 1),
+            ("attack_restarts", 0),
+            ("attack_restart_steps", 0),
             ("attack_steps", 0),
         ):
             value = getattr(self, name)
@@ -326,21 +337,13 @@ def branch(problem: _Problem, domains: Domains) -> Domains:
     return children
 
 
-def local_attack(problem: _Problem, domains: Domains, starts: torch.Tensor, steps: int) -> torch.Tensor:
-    """Signed-gradient descent on each domain's example's lowest margin from ``starts`` (its
-    bound's minimiser, a corner of the box), projected into the example's box: the corner is
-    where the relaxation says the margin is lowest, so a counterexample is often a few steps away."""
-    lower, upper = problem.lower[domains.example], problem.upper[domains.example]
-    spec = problem.spec[domains.example]
-    step = (upper - lower) / 10
-    point = starts.clone()
-    with torch.enable_grad():
-        for _ in range(steps):
-            point.requires_grad_(True)
-            margins = (spec @ problem.net(point).unsqueeze(-1)).squeeze(-1)
-            (grad,) = torch.autograd.grad(margins.min(1).values.sum(), point)
-            point = torch.minimum(torch.maximum(point.detach() - step * grad.sign(), lower), upper)
-    return point.detach()
+def random_starts(lower: torch.Tensor, upper: torch.Tensor, restarts: int):
+    """``restarts`` batches of uniform points of each example's box, each example's drawn from a
+    generator seeded by its own box, so its attack (and verdict) is the same in any batch."""
+    generators = [torch.Generator().manual_seed(zlib.crc32(low.numpy().tobytes())) for low in lower.cpu()]
+    for _ in range(restarts):
+        noise = torch.stack([torch.rand(lower.shape[1:], generator=g, dtype=lower.dtype) for g in generators])
+        yield lower + (upper - lower) * noise.to(lower.device)
 
 
 def _lowest_per_example(domains: Domains, limit: int) -> torch.Tensor:
@@ -391,8 +394,34 @@ def bab_verify(
             frontier[index] = float(open_bounds.min())
         bar.update(1)
 
+    def falsify(points: torch.Tensor, owners: torch.Tensor) -> None:
+        """Decide as falsified the undecided owners of the points the network misclassifies."""
+        with torch.no_grad():
+            wrong = net(points).argmax(1) != y[owners]
+        for d in wrong.nonzero().squeeze(1).tolist():
+            index = int(owners[d])
+            if verdicts[index] is None:
+                candidate = confirmed_counterexample(net, points[d], y[index], lower[index], upper[index])
+                if candidate is not None:
+                    counterexamples[index] = candidate
+                    decide(index, FALSIFIED)
+
     for index in set(range(count)) - set(example.tolist()):
         decide(index, VERIFIED)
+    searched = example.unique()
+    if options.attack_restarts and searched.numel():
+        start = time.perf_counter()
+        box_low, box_high = lower[searched], upper[searched]
+        budget = options.timeout / 10  # per example: the attack may not eat the search's time
+        starts = itertools.takewhile(
+            lambda _: time.perf_counter() - start < budget * searched.numel(),
+            random_starts(box_low, box_high, options.attack_restarts),
+        )
+        _, points = pgd_search(net, y[searched], box_low, box_high, starts, options.attack_restart_steps, 0.1)
+        falsify(points, searched)
+        for index in searched.tolist():
+            seconds[index] += (time.perf_counter() - start) / searched.numel()
+        pending = pending.take(torch.tensor([v is None for v in verdicts])[pending.example])
     root = True
     seconds_per_domain = None  # the last round's cost, to stop an example before a round it cannot afford
     while len(pending):
@@ -412,19 +441,14 @@ def bab_verify(
         root = False
         bounded, corners = Domains.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         lowest = _lowest_per_example(bounded, 1)
-        points = torch.cat(
-            [corners, local_attack(problem, bounded.take(lowest), corners[lowest], options.attack_steps)]
+        # the corner is where the relaxation says the margin is lowest: a counterexample is often a few steps away
+        attacked = bounded.example[lowest]
+        _, near_corner = pgd_search(
+            net, y[attacked], lower[attacked], upper[attacked], [corners[lowest]], options.attack_steps, 0.1
         )
-        owners = torch.cat([bounded.example, bounded.example[lowest]])
-        with torch.no_grad():
-            wrong = net(points).argmax(1) != y[owners]
-        for d in wrong.nonzero().squeeze(1).tolist():
-            index = int(owners[d])
-            if verdicts[index] is None:
-                candidate = confirmed_counterexample(net, points[d], y[index], lower[index], upper[index])
-                if candidate is not None:
-                    counterexamples[index] = candidate
-                    decide(index, FALSIFIED)
+        points = torch.cat([corners, near_corner])
+        owners = torch.cat([bounded.example, attacked])
+        falsify(points, owners)
         undecided = torch.tensor([v is None for v in verdicts])
         still_open = (bounded.bound <= 0) & undecided[bounded.example]
         pool = Domains.cat([pool, bounded.take(still_open)])
