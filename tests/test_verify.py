@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import re
@@ -282,6 +283,18 @@ def test_bad_branch_and_bound_options_are_refused_before_anything_runs(
     base = [f"ckpt={trained_checkpoint}", f"data.root={fake_data_root}", "methods=[bab]"]
     with pytest.raises(CertlightError, match=message):
         verify(compose_verify([*base, override]), tmp_path)
+
+
+def test_the_verify_config_names_every_branch_and_bound_option():
+    """So ``bab.<option>=...`` works for each; the time limit and memory come from their own keys."""
+    from omegaconf import OmegaConf
+
+    from certlight.evaluation.bab import BaBOptions
+
+    config = OmegaConf.load(REPO / "conf" / "verify.yaml")
+    fields = {f.name for f in dataclasses.fields(BaBOptions)} - {"timeout", "max_memory_gb"}
+    assert set(config.bab) == fields
+    assert {"bab_timeout", "bounds"} <= set(config)
 
 
 def test_milp_is_refused_above_its_neuron_limit_and_only_last_in_a_cascade(
