@@ -18,12 +18,13 @@ Per round each undecided example branches its ``domains_per_round`` domains with
 bounds, on the neuron BaBSR (Bunel et al. 2020) scores highest, and the children of all examples
 are bounded in one batched pass (chunked to the memory budget). A domain whose bound exceeds 0
 is closed; an example is *verified* when its last domain closes, *falsified* when a point of its
-box is misclassified by a plain forward pass (found by PGD from random points before any bound
-- the counterexamples of these nets hide where one start of PGD rarely goes, so it takes many
-starts -, or the minimiser of a domain's linear bound, a corner of the box, and a few PGD steps
-from it), and *unknown* when its share of the rounds' time reaches ``timeout``, or would pass it in the next
-round at the last round's cost per domain (so a limit is not overrun by a round). An example's domains, their
-order and bounds are its own, so its verdict never depends on the other examples of its batch.
+box is misclassified by a plain forward pass (found by PGD from many random points and corners
+before any bound - the counterexamples of these nets hide where one start of PGD rarely goes -,
+or the minimiser of a domain's linear bound, a corner of the box, and a few PGD steps from it),
+and *unknown* when its share of the rounds' time reaches ``timeout``, or would pass it in the
+next round at the last round's cost per domain (so a limit is not overrun by a round). An
+example's domains, their order and bounds are its own, so its verdict never depends on the
+other examples of its batch.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class BaBOptions:
     ``beta``: False enforces splits on the intermediate bounds only (incomplete: kept to measure
     what β adds); ``domains_per_round``: an example's domains branched per round;
     ``candidates``: neurons per score that filtered smart branching tries; ``attack_restarts``,
-    ``attack_restart_steps``: the attack from random points of each example's box before any
+    ``attack_restart_steps``: the attack from random points and corners of each example's box before any
     bound (PGD of 0.1 box widths per step; it stops early at a tenth of ``timeout``);
     ``attack_steps``: steps of the attack from each example's lowest domain's corner, per round;
     ``max_memory_gb``: what one bound pass may hold."""
@@ -72,7 +73,7 @@ class BaBOptions:
     beta: bool = True
     domains_per_round: int = 32
     candidates: int = 3
-    attack_restarts: int = 50
+    attack_restarts: int = 200
     attack_restart_steps: int = 20
     attack_steps: int = 10
     max_memory_gb: float = 2.0
@@ -338,11 +339,15 @@ def branch(problem: _Problem, domains: Domains) -> Domains:
 
 
 def random_starts(lower: torch.Tensor, upper: torch.Tensor, restarts: int):
-    """``restarts`` batches of uniform points of each example's box, each example's drawn from a
-    generator seeded by its own box, so its attack (and verdict) is the same in any batch."""
+    """``restarts`` batches of start points in each example's box, alternately uniform in the box
+    and uniform among its corners (counterexamples of these nets sit at or near corners), each
+    example's drawn from a generator seeded by its own box, so its attack (and verdict) is the
+    same in any batch."""
     generators = [torch.Generator().manual_seed(zlib.crc32(low.numpy().tobytes())) for low in lower.cpu()]
-    for _ in range(restarts):
+    for restart in range(restarts):
         noise = torch.stack([torch.rand(lower.shape[1:], generator=g, dtype=lower.dtype) for g in generators])
+        if restart % 2:
+            noise = (noise < 0.5).to(noise.dtype)
         yield lower + (upper - lower) * noise.to(lower.device)
 
 
