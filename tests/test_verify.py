@@ -266,7 +266,9 @@ def test_verify_reports_a_complete_column_and_its_stages(complete, fake_data_roo
     assert last["ran_on"] == stages["crown_ibp"]["ran_on"] - stages["crown_ibp"]["verified"] > 0
     assert last["verified"] + last["falsified"] + last["unknown"] == last["ran_on"]
     assert row["falsified_err"] >= row["pgd_err"] - 1e-6  # pgd_err is a float32 rate
-    assert "falsified err" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "falsified err" in printed.out
+    assert re.search(rf"{complete}: .*example/s", printed.err)  # the stage's bar counts examples, not batches
 
 
 @pytest.mark.parametrize(

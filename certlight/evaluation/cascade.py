@@ -34,15 +34,16 @@ CompleteVerifier = Callable[..., list[Outcome]]
 
 
 class MILPStage:
-    """``milp`` as a cascade stage: the network's affine matrices built on its first batch and
-    reused by the others; ``time_limit`` seconds per example."""
+    """``milp`` as a cascade stage, with its progress bar (examples decided / left): the network's
+    affine matrices built on its first batch and reused by the others; ``time_limit`` seconds per
+    example."""
 
     def __init__(self, time_limit: float = 60.0):
         self.time_limit, self.matrices = time_limit, None
 
     def __call__(self, net, x, y, lower, upper, margin_lower) -> list[Outcome]:
         self.matrices = self.matrices or NetworkMatrices(net, x.shape[1:])
-        return milp_verify(net, x, y, lower, upper, margin_lower, self.time_limit, self.matrices)
+        return milp_verify(net, x, y, lower, upper, margin_lower, self.time_limit, self.matrices, progress=True)
 
 
 class BaBStage:

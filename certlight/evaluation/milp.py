@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from scipy import sparse
 from torch import nn
+from tqdm import tqdm
 
 from certlight.bounds import margin_spec, rule
 from certlight.bounds.engine import crown_intermediate_bounds
@@ -242,18 +243,20 @@ def milp_verify(
     margin_lower: torch.Tensor | None = None,
     time_limit: float = 60.0,
     matrices: NetworkMatrices | None = None,
+    progress: bool = False,
 ) -> list[Outcome]:
     """Each example of the batch: verified, falsified (with a confirmed counterexample) or unknown.
     ``margin_lower`` (B, K-1): sound bounds already known (rows already positive are skipped, the
     others are tried most negative first); ``matrices``: the network's affine layers, built once by
-    a caller that verifies batch after batch; the network must be in eval mode."""
+    a caller that verifies batch after batch; ``progress``: a bar of the examples decided; the
+    network must be in eval mode."""
     net = net.eval()
     spec = margin_spec(y, net[-1].out_features, torch.float64)
     with torch.no_grad():
         state = crown_intermediate_bounds(net, lower, upper)
     matrices = matrices or NetworkMatrices(net, lower.shape[1:])
     outcomes = []
-    for b in range(x.shape[0]):
+    for b in tqdm(range(x.shape[0]), desc="milp", unit="example", leave=False, disable=not progress):
         start = time.perf_counter()
         relu_bounds = {k: (low[b], high[b]) for k, (low, high) in state.pre_activation.items()}
         encoding = MILPEncoding(matrices, lower[b], upper[b], relu_bounds)
