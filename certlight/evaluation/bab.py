@@ -399,6 +399,9 @@ def bab_verify(
             frontier[index] = float(open_bounds.min())
         bar.update(1)
 
+    def undecided() -> torch.Tensor:
+        return torch.tensor([v is None for v in verdicts])
+
     def falsify(points: torch.Tensor, owners: torch.Tensor) -> None:
         """Decide as falsified the undecided owners of the points the network misclassifies."""
         with torch.no_grad():
@@ -424,9 +427,10 @@ def bab_verify(
         )
         _, points = pgd_search(net, y[searched], box_low, box_high, starts, options.attack_restart_steps, 0.1)
         falsify(points, searched)
+        share = (time.perf_counter() - start) / searched.numel()
         for index in searched.tolist():
-            seconds[index] += (time.perf_counter() - start) / searched.numel()
-        pending = pending.take(torch.tensor([v is None for v in verdicts])[pending.example])
+            seconds[index] += share
+        pending = pending.take(undecided()[pending.example])
     root = True
     seconds_per_domain = None  # the last round's cost, to stop an example before a round it cannot afford
     while len(pending):
@@ -435,7 +439,7 @@ def bab_verify(
             for index, share in enumerate(shares):
                 if share and seconds[index] + share * seconds_per_domain > options.timeout:
                     decide(index, UNKNOWN)
-            pending = pending.take(torch.tensor([v is None for v in verdicts])[pending.example])
+            pending = pending.take(undecided()[pending.example])
             if not len(pending):
                 break
         start = time.perf_counter()
@@ -454,8 +458,7 @@ def bab_verify(
         points = torch.cat([corners, near_corner])
         owners = torch.cat([bounded.example, attacked])
         falsify(points, owners)
-        undecided = torch.tensor([v is None for v in verdicts])
-        still_open = (bounded.bound <= 0) & undecided[bounded.example]
+        still_open = (bounded.bound <= 0) & undecided()[bounded.example]
         pool = Domains.cat([pool, bounded.take(still_open)])
         exhausted = pool.decision == NO_BRANCH
         for d in exhausted.nonzero().squeeze(1).tolist():
@@ -475,9 +478,9 @@ def bab_verify(
                 seconds[index] += elapsed * share / len(pending)
                 if verdicts[index] is None and seconds[index] >= options.timeout:
                     decide(index, UNKNOWN)
-        undecided = torch.tensor([v is None for v in verdicts])
-        pool = pool.take(undecided[pool.example])
-        for index in set(undecided.nonzero().squeeze(1).tolist()) - set(pool.example.tolist()):
+        left = undecided()
+        pool = pool.take(left[pool.example])
+        for index in set(left.nonzero().squeeze(1).tolist()) - set(pool.example.tolist()):
             decide(index, VERIFIED)
         chosen = _lowest_per_example(pool, options.domains_per_round)
         pending, pool = branch(problem, pool.take(chosen)), pool.take(~chosen)
