@@ -2,7 +2,8 @@
 how many of them are not robust, so this measures how far an attack is from the truth.
 
 On the first N test images at eps 0.3 of a kept DM-small run: the images IBP does not verify
-(and the network classifies correctly), then PGD with each (steps, restarts, step fraction).
+(and the network classifies correctly), then PGD with each (steps, restarts, step fraction,
+start points).
 
     python bench/attack_strength.py results/runs/modern-methods/fast-ibp-100ep-tactics-seed1
 """
@@ -20,14 +21,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sections import emit, heading  # noqa: E402  (bench/sections.py)
 
-from certlight.attacks.pgd import pgd_margins  # noqa: E402
+from certlight.attacks.pgd import box_starts, pgd_margins, pgd_search  # noqa: E402
 from certlight.bounds import input_box, margin_lower_bounds  # noqa: E402
 from certlight.data import CertifiedDataModule  # noqa: E402
 from certlight.runs.checkpoints import load_trained  # noqa: E402
 from certlight.runs.pipeline import hardware  # noqa: E402
 from certlight.verify import load_network  # noqa: E402
 
-SETTINGS = [(40, 1, 0.25), (200, 10, 0.25), (100, 20, 0.1), (100, 20, 0.5), (1, 50, 1.0)]
+# (steps, restarts, step fraction, starts): "uniform" restarts draw from the seeded global generator
+# (pgd_margins, the cascade's attack); the others from box_starts, seeded per box as bab's are
+SETTINGS = [
+    (40, 1, 0.25, "uniform"),
+    (200, 10, 0.25, "uniform"),
+    (100, 20, 0.1, "uniform"),
+    (100, 20, 0.5, "uniform"),
+    (1, 50, 1.0, "uniform"),
+    (20, 50, 0.1, "never"),
+    (20, 200, 0.1, "never"),
+    (20, 50, 0.1, "always"),
+    (20, 200, 0.1, "always"),
+    (20, 200, 0.1, "alternate"),  # bab's opening attack
+]
+STARTS = {
+    "uniform": "uniform in the box",
+    "never": "uniform, per box",
+    "always": "corners, per box",
+    "alternate": "uniform and corners in turn, per box",
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,14 +72,21 @@ def main(argv: list[str] | None = None) -> None:
         f"- hardware: {hardware()}, torch {torch.__version__}; first {args.images} test images, eps {args.eps}, "
         f"seed 0; {left.numel()} correctly classified images IBP does not verify",
         "",
-        "| PGD steps | restarts | step (fraction of the box width) | falsified | seconds |",
-        "|---|---|---|---|---|",
+        "| PGD steps | restarts | step (fraction of the box width) | starts | falsified | seconds |",
+        "|---|---|---|---|---|---|",
     ]
-    for steps, restarts, fraction in SETTINGS:
+    box = x[left], y[left], lower[left], upper[left]
+    for steps, restarts, fraction, starts in SETTINGS:
         start = time.time()
-        margins = pgd_margins(net, x[left], y[left], lower[left], upper[left], steps, restarts, fraction)
+        if starts == "uniform":
+            margins = pgd_margins(net, *box, steps, restarts, fraction)
+        else:
+            points = box_starts(box[2], box[3], restarts, corners=starts)
+            margins, _ = pgd_search(net, *box[1:], points, steps, fraction)
         falsified = int((margins <= 0).any(1).sum())
-        lines.append(f"| {steps} | {restarts} | {fraction} | {falsified} | {time.time() - start:.1f} |")
+        lines.append(
+            f"| {steps} | {restarts} | {fraction} | {STARTS[starts]} | {falsified} | {time.time() - start:.1f} |"
+        )
     emit(lines, args.out)
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from certlight.attacks.pgd import pgd_margins, pgd_search
+from certlight.attacks.pgd import box_starts, pgd_margins, pgd_search
 
 
 def ramp_network() -> nn.Linear:
@@ -41,3 +41,17 @@ def test_pgd_margins_without_restarts_is_the_clean_margin():
         ramp_network(), torch.tensor([[0.2]]), torch.tensor([0]), torch.zeros(1, 1), torch.ones(1, 1), restarts=0
     )
     assert margins.item() == pytest.approx(0.35)
+
+
+def test_box_starts_lie_in_the_box_are_corners_when_asked_and_do_not_depend_on_the_batch():
+    lower = torch.tensor([[0.0, 0.2], [0.5, 0.5], [0.1, 0.9]])
+    upper = lower + 0.1
+    together = list(box_starts(lower, upper, 4, corners="alternate"))
+    alone = list(box_starts(lower[1:2], upper[1:2], 4, corners="alternate"))
+    for restart, (batch, single) in enumerate(zip(together, alone)):
+        assert torch.equal(batch[1:2], single)
+        assert ((batch >= lower) & (batch <= upper)).all()
+        at_corner = (batch == lower) | (batch == upper)
+        assert at_corner.all() == bool(restart % 2)  # the odd restarts start at corners
+    with pytest.raises(ValueError, match="corners='sometimes' must be one of never, always, alternate"):
+        next(box_starts(lower, upper, 1, corners="sometimes"))

@@ -9,6 +9,7 @@ takes the box itself, not eps/mean/std.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable, Iterable
 
 import torch
@@ -80,6 +81,24 @@ def pgd_search(
                 with torch.no_grad():
                     point = torch.minimum(torch.maximum(point - step_fraction * width * grad.sign(), lower), upper)
     return best, best_point
+
+
+CORNERS = ("never", "always", "alternate")
+
+
+def box_starts(lower: torch.Tensor, upper: torch.Tensor, restarts: int, corners: str = "never"):
+    """``restarts`` batches of start points (B, *shape) in each example's box: uniform in the box,
+    uniform among its corners, or the two in turn (``corners``: never / always / alternate).
+    Each example's are drawn from a generator seeded by its own box, so a verifier's attack on an
+    example (and its verdict) is the same in any batch."""
+    if corners not in CORNERS:
+        raise ValueError(f"corners={corners!r} must be one of {', '.join(CORNERS)}")
+    generators = [torch.Generator().manual_seed(zlib.crc32(low.numpy().tobytes())) for low in lower.cpu()]
+    for restart in range(restarts):
+        noise = torch.stack([torch.rand(lower.shape[1:], generator=g, dtype=lower.dtype) for g in generators])
+        if corners == "always" or (corners == "alternate" and restart % 2):
+            noise = (noise < 0.5).to(noise.dtype)
+        yield lower + (upper - lower) * noise.to(lower.device)
 
 
 def pgd_point(

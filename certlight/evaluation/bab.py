@@ -32,14 +32,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-import zlib
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from certlight.attacks.pgd import pgd_search
+from certlight.attacks.pgd import box_starts, pgd_search
 from certlight.bounds import linear_lower, margin_spec, rule
 from certlight.bounds.engine import crown_intermediate_bounds, layers_by_key, relu_keys, widest_layer
 from certlight.bounds.relaxation import relu_relaxation
@@ -338,19 +337,6 @@ def branch(problem: _Problem, domains: Domains) -> Domains:
     return children
 
 
-def random_starts(lower: torch.Tensor, upper: torch.Tensor, restarts: int):
-    """``restarts`` batches of start points in each example's box, alternately uniform in the box
-    and uniform among its corners (counterexamples of these nets sit at or near corners), each
-    example's drawn from a generator seeded by its own box, so its attack (and verdict) is the
-    same in any batch."""
-    generators = [torch.Generator().manual_seed(zlib.crc32(low.numpy().tobytes())) for low in lower.cpu()]
-    for restart in range(restarts):
-        noise = torch.stack([torch.rand(lower.shape[1:], generator=g, dtype=lower.dtype) for g in generators])
-        if restart % 2:
-            noise = (noise < 0.5).to(noise.dtype)
-        yield lower + (upper - lower) * noise.to(lower.device)
-
-
 def _lowest_per_example(domains: Domains, limit: int) -> torch.Tensor:
     """Mask of each example's ``limit`` domains with the lowest bounds (ties by position)."""
     order = torch.argsort(domains.bound, stable=True)
@@ -423,7 +409,7 @@ def bab_verify(
         budget = options.timeout / 10  # per example: the attack may not eat the search's time
         starts = itertools.takewhile(
             lambda _: time.perf_counter() - start < budget * searched.numel(),
-            random_starts(box_low, box_high, options.attack_restarts),
+            box_starts(box_low, box_high, options.attack_restarts, corners="alternate"),
         )
         _, points = pgd_search(net, y[searched], box_low, box_high, starts, options.attack_restart_steps, 0.1)
         falsify(points, searched)
