@@ -100,6 +100,15 @@ def affordable(request: Request, relus: int, limit: int, milp_limit: int) -> Req
     return Request(*keep, request.eps_values)
 
 
+def without_large_milp(complete: dict, relus: int, milp_limit: int) -> dict:
+    """``bab`` without its MILP hand-off (and said so) for networks above ``milp_limit`` ReLUs."""
+    options = complete["bab"].options
+    if relus <= milp_limit or not options.milp_share:
+        return complete
+    print(f"bab: no MILP hand-off (bab.milp_share=0): {relus} ReLUs > milp_max_neurons={milp_limit}")
+    return complete | {"bab": BaBStage(dataclasses.replace(options, milp_share=0))}
+
+
 def check_backend(bounder, request: Request, backend: str) -> None:
     """Refuse, before anything runs, a method the chosen backend cannot compute."""
     asked = [m for m in request.methods if m != CASCADE] + (request.stages if CASCADE in request.methods else [])
@@ -181,12 +190,9 @@ def verify(cfg: DictConfig, output_dir: Path) -> dict:
         download=False,
     )
     net = load_network(trained, datamodule)
-    request = affordable(
-        request,
-        hidden_neurons(net, datamodule.test_set.__getitems__([0])[0]),
-        cfg.crown_max_neurons,
-        cfg.milp_max_neurons,
-    )
+    relus = hidden_neurons(net, datamodule.test_set.__getitems__([0])[0])
+    request = affordable(request, relus, cfg.crown_max_neurons, cfg.milp_max_neurons)
+    complete = without_large_milp(complete, relus, cfg.milp_max_neurons)
     with keyed("bounds"):
         bounder = build(cfg.bounds)(net=net)
     check_backend(bounder, request, cfg.bounds.backend)

@@ -129,7 +129,7 @@ def test_the_time_limit_leaves_examples_unknown_with_a_bound_no_looser_than_alph
     net, x, y, lower, upper = hard_problem()
     with torch.no_grad():
         alpha = margin_lower_bounds(net, lower, upper, y, "alpha_crown")
-    outcomes = bab_verify(net, x, y, lower, upper, alpha, BaBOptions(timeout=0.5))
+    outcomes = bab_verify(net, x, y, lower, upper, alpha, BaBOptions(timeout=0.5, milp_share=0))
     assert UNKNOWN in {o.verdict for o in outcomes}
     for example, outcome in enumerate(outcomes):
         assert outcome.seconds < 1.0  # the limit 0.5 s, but for a misestimated round (one takes ~0.1 s here)
@@ -151,6 +151,29 @@ def test_the_verdicts_do_not_depend_on_the_batch_its_order_or_the_memory_budget(
         assert alone[0].verdict == verdict
     tiny = BaBOptions(timeout=30, max_memory_gb=1e-4)  # one domain per bound pass
     assert [o.verdict for o in bab_verify(net, x, y, lower, upper, options=tiny)] == together
+
+
+@pytest.mark.parametrize("name", ["mlp", "residual+batchnorm"])
+def test_what_the_search_leaves_the_exact_milp_decides_within_the_time_limit(name, monkeypatch):
+    """With every domain's bound pushed below 0 (still a sound lower bound) the search proves
+    nothing and leaves the robust examples unknown; handed to the MILP after a tenth of their
+    time, every example gets the exact MILP's verdict, within its limit."""
+    net, x, y, lower, upper = problem_batch(name, 0, 1)
+    exact = [o.verdict for o in milp_verify(net, x, y, lower, upper, time_limit=30)]
+    assert {VERIFIED, FALSIFIED} <= set(exact)
+    real = bab_module.bound_domains
+
+    def never_closing(*args, **kwargs):
+        domains, corners = real(*args, **kwargs)
+        domains.bound = domains.bound.clamp(max=-1e-3)
+        return domains, corners
+
+    monkeypatch.setattr(bab_module, "bound_domains", never_closing)
+    search = bab_verify(net, x, y, lower, upper, options=BaBOptions(timeout=2, milp_share=0))
+    assert [o.verdict for o in search] == [UNKNOWN if v == VERIFIED else v for v in exact]
+    handed = bab_verify(net, x, y, lower, upper, options=BaBOptions(timeout=20, milp_share=0.9))
+    assert [o.verdict for o in handed] == exact
+    assert all(o.seconds < 20 for o in handed)
 
 
 def well_network() -> nn.Sequential:
@@ -189,6 +212,7 @@ def test_the_random_start_attack_falsifies_before_any_bound_is_computed(monkeypa
     [
         ("timeout", 0, "timeout=0 must be a number > 0"),
         ("domains_per_round", 0, "domains_per_round=0 must be an integer >= 1"),
+        ("milp_share", 1, r"milp_share=1 must be a number in \[0, 1\)"),
     ],
 )
 def test_bad_options_are_refused_naming_the_parameter(field, value, message):

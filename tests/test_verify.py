@@ -12,6 +12,8 @@ import torch
 from certlight.bounds.backends import NativeBounds
 from certlight.errors import CertlightError
 from certlight.evaluation import UnsoundBoundError, certify_dataset
+from certlight.evaluation.bab import BaBOptions
+from certlight.evaluation.cascade import BaBStage, MILPStage
 from certlight.runs.pipeline import train
 from certlight.verify import verify
 
@@ -291,8 +293,6 @@ def test_the_verify_config_names_every_branch_and_bound_option():
     """So ``bab.<option>=...`` works for each; the time limit and memory come from their own keys."""
     from omegaconf import OmegaConf
 
-    from certlight.evaluation.bab import BaBOptions
-
     config = OmegaConf.load(REPO / "conf" / "verify.yaml")
     fields = {f.name for f in dataclasses.fields(BaBOptions)} - {"timeout", "max_memory_gb"}
     assert set(config.bab) == fields
@@ -307,3 +307,13 @@ def test_milp_is_refused_above_its_neuron_limit_and_only_last_in_a_cascade(
         verify(compose_verify([*base, "methods=[milp]", "milp_max_neurons=100"]), tmp_path)
     with pytest.raises(CertlightError, match="milp decides every example it runs on, so it can only be the last stage"):
         verify(compose_verify([*base, "methods=[cascade]", "cascade_stages=[milp,ibp]"]), tmp_path)
+
+
+def test_bab_hands_nothing_to_the_milp_above_its_neuron_limit(capsys):
+    from certlight.verify import without_large_milp
+
+    complete = {"milp": MILPStage(), "bab": BaBStage(BaBOptions(milp_share=0.5))}
+    assert without_large_milp(complete, 100, 100)["bab"].options.milp_share == 0.5
+    assert capsys.readouterr().out == ""
+    assert without_large_milp(complete, 6004, 100)["bab"].options.milp_share == 0
+    assert capsys.readouterr().out == "bab: no MILP hand-off (bab.milp_share=0): 6004 ReLUs > milp_max_neurons=100\n"

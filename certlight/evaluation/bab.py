@@ -25,6 +25,13 @@ and *unknown* when its share of the rounds' time reaches ``timeout``, or would p
 next round at the last round's cost per domain (so a limit is not overrun by a round). An
 example's domains, their order and bounds are its own, so its verdict never depends on the
 other examples of its batch.
+
+An example the search has not decided within ``1 - milp_share`` of its time is handed, with the
+rest of its time, to the exact MILP (:mod:`certlight.evaluation.milp`) on the margin rows whose
+domains are still open, as α,β-CROWN hands its hardest properties to a MIP solver: on
+IBP-trained DM-small nets the MILP decides in seconds images whose domains the search splits
+for a minute (results/verification.md), while the search's attack and batched bounds decide the
+rest faster than the MILP would.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ from certlight.bounds import linear_lower, margin_spec, rule
 from certlight.bounds.engine import crown_intermediate_bounds, layers_by_key, relu_keys, widest_layer
 from certlight.bounds.relaxation import relu_relaxation
 from certlight.bounds.rules import Key, SequentialRule, WalkState
-from certlight.evaluation.milp import MILPEncoding, NetworkMatrices, minimise_row
+from certlight.evaluation.milp import MILPEncoding, NetworkMatrices, milp_verify, minimise_row
 from certlight.evaluation.verdicts import FALSIFIED, UNKNOWN, VERIFIED, Outcome, confirmed_counterexample
 
 NO_BRANCH = -1  # a domain's branching decision when none of its neurons is unstable any more
@@ -61,7 +68,8 @@ class BaBOptions:
     ``attack_restart_steps``: the attack from random points and corners of each example's box before any
     bound (PGD of 0.1 box widths per step; it stops early at a tenth of ``timeout``);
     ``attack_steps``: steps of the attack from each example's lowest domain's corner, per round;
-    ``max_memory_gb``: what one bound pass may hold."""
+    ``milp_share``: the share of ``timeout`` left to the exact MILP for an example the search
+    has not decided (0: the search alone); ``max_memory_gb``: what one bound pass may hold."""
 
     timeout: float = 60.0
     root_iterations: int = 50
@@ -75,6 +83,7 @@ class BaBOptions:
     attack_restarts: int = 200
     attack_restart_steps: int = 20
     attack_steps: int = 10
+    milp_share: float = 0.5
     max_memory_gb: float = 2.0
 
     def __post_init__(self):
@@ -82,6 +91,9 @@ class BaBOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{name}={value!r} must be a number > 0")
+        share = self.milp_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
+            raise ValueError(f"milp_share={share!r} must be a number in [0, 1)")
         for name, least in (
             ("root_iterations", 0),
             ("iterations", 0),
@@ -141,7 +153,7 @@ class _Problem:
     ReLU input bounds, and what BaBSR reads of the network (the bias feeding each ReLU)."""
 
     def __init__(self, net: nn.Module, x, y, lower, upper):
-        self.net, self.y, self.lower, self.upper = net, y, lower, upper
+        self.net, self.x, self.y, self.lower, self.upper = net, x, y, lower, upper
         self.spec = margin_spec(y, net[-1].out_features, lower.dtype)
         with torch.no_grad():
             self.roots = crown_intermediate_bounds(net, lower, upper).pre_activation
@@ -151,7 +163,7 @@ class _Problem:
             raise ValueError(f"branch and bound splits ReLUs; the layer at walk key {others[0]} is relaxed otherwise")
         self.sizes = [self.roots[k][0][0].numel() for k in self.keys]
         self.biases = _feeding_biases(net, lower.shape[1:], self.keys)
-        self.matrices: NetworkMatrices | None = None  # built if a domain needs the exact LP
+        self.matrices: NetworkMatrices | None = None  # built if a domain needs the exact LP or MILP
 
     def relu_bounds(self, domains: Domains) -> dict[Key, tuple[torch.Tensor, torch.Tensor]]:
         """Each domain's ReLU input bounds: its example's root bounds with its splits clamped in."""
@@ -180,11 +192,10 @@ class _Problem:
         """One domain with every unstable neuron split, where the optimiser's bound fell short of
         the LP optimum it converges to: that LP (the MILP encoding with no gate left), solved by
         HiGHS. Verified: the domain is closed; falsified: a confirmed counterexample."""
-        if self.matrices is None:
-            self.matrices = NetworkMatrices(self.net, self.lower.shape[1:])
         index, row = int(domain.example[0]), int(domain.row[0])
         bounds = {k: (low[0], high[0]) for k, (low, high) in self.relu_bounds(domain).items()}
-        encoding = MILPEncoding(self.matrices, self.lower[index], self.upper[index], bounds, inactive_rows=True)
+        matrices = self.network_matrices()
+        encoding = MILPEncoding(matrices, self.lower[index], self.upper[index], bounds, inactive_rows=True)
         spec_row = self.spec[index, row].double().numpy()
         verdict, point = minimise_row(encoding.solver(), encoding, spec_row, max(time_limit, 1e-3))
         if verdict != FALSIFIED:
@@ -193,6 +204,28 @@ class _Problem:
             self.net, torch.as_tensor(point), self.y[index], self.lower[index], self.upper[index]
         )
         return (FALSIFIED, candidate) if candidate is not None else (UNKNOWN, None)
+
+    def solve_milp(self, index: int, open_rows: torch.Tensor, time_limit: float) -> Outcome:
+        """The whole box of one example by the exact MILP (root bounds, every gate free), on the
+        margin rows ``open_rows`` (K-1,) marks: their lowest open bound, > 0 where closed."""
+        one = slice(index, index + 1)
+        return milp_verify(
+            self.net,
+            self.x[one],
+            self.y[one],
+            self.lower[one],
+            self.upper[one],
+            open_rows.unsqueeze(0),
+            time_limit,
+            self.network_matrices(),
+            relu_bounds={k: (low[one], high[one]) for k, (low, high) in self.roots.items()},
+        )[0]
+
+    def network_matrices(self) -> NetworkMatrices:
+        """The network's affine layers as sparse matrices, built when a MILP first needs them."""
+        if self.matrices is None:
+            self.matrices = NetworkMatrices(self.net, self.lower.shape[1:])
+        return self.matrices
 
     def per_domain_floats(self) -> int:
         """Floats one domain holds in a bound pass: α and β with gradients and two Adam moments,
@@ -388,6 +421,23 @@ def bab_verify(
     def undecided() -> torch.Tensor:
         return torch.tensor([v is None for v in verdicts])
 
+    search_time = options.timeout * (1 - options.milp_share)
+
+    def out_of_search_time(index: int) -> None:
+        """Unknown, or (``milp_share`` > 0) the rest of the example's time to the exact MILP on
+        the rows its open domains leave."""
+        if not options.milp_share:
+            decide(index, UNKNOWN)
+            return
+        open_rows = torch.ones(rows, dtype=lower.dtype)
+        for domains in (pool, pending):
+            mine = domains.example == index
+            open_rows.scatter_reduce_(0, domains.row[mine], domains.bound[mine], "amin")
+        outcome = problem.solve_milp(index, open_rows, options.timeout - seconds[index])
+        seconds[index] += outcome.seconds
+        counterexamples[index] = outcome.counterexample
+        decide(index, outcome.verdict)
+
     def falsify(points: torch.Tensor, owners: torch.Tensor) -> None:
         """Decide as falsified the undecided owners of the points the network misclassifies."""
         with torch.no_grad():
@@ -423,8 +473,8 @@ def bab_verify(
         if seconds_per_domain is not None:
             shares = torch.bincount(pending.example, minlength=count).tolist()
             for index, share in enumerate(shares):
-                if share and seconds[index] + share * seconds_per_domain > options.timeout:
-                    decide(index, UNKNOWN)
+                if share and seconds[index] + share * seconds_per_domain > search_time:
+                    out_of_search_time(index)
             pending = pending.take(undecided()[pending.example])
             if not len(pending):
                 break
@@ -462,8 +512,8 @@ def bab_verify(
         for index, share in enumerate(shares):
             if share:
                 seconds[index] += elapsed * share / len(pending)
-                if verdicts[index] is None and seconds[index] >= options.timeout:
-                    decide(index, UNKNOWN)
+                if verdicts[index] is None and seconds[index] >= search_time:
+                    out_of_search_time(index)
         left = undecided()
         pool = pool.take(left[pool.example])
         for index in set(left.nonzero().squeeze(1).tolist()) - set(pool.example.tolist()):

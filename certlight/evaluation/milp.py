@@ -244,22 +244,25 @@ def milp_verify(
     time_limit: float = 60.0,
     matrices: NetworkMatrices | None = None,
     progress: bool = False,
+    relu_bounds: dict | None = None,
 ) -> list[Outcome]:
     """Each example of the batch: verified, falsified (with a confirmed counterexample) or unknown.
     ``margin_lower`` (B, K-1): sound bounds already known (rows already positive are skipped, the
     others are tried most negative first); ``matrices``: the network's affine layers, built once by
-    a caller that verifies batch after batch; ``progress``: a bar of the examples decided; the
-    network must be in eval mode."""
+    a caller that verifies batch after batch; ``progress``: a bar of the examples decided;
+    ``relu_bounds``: each ReLU's input bounds (B, *shape) per walk key where a caller has them
+    (default: CROWN's); the network must be in eval mode."""
     net = net.eval()
     spec = margin_spec(y, net[-1].out_features, torch.float64)
-    with torch.no_grad():
-        state = crown_intermediate_bounds(net, lower, upper)
+    if relu_bounds is None:
+        with torch.no_grad():
+            relu_bounds = crown_intermediate_bounds(net, lower, upper).pre_activation
     matrices = matrices or NetworkMatrices(net, lower.shape[1:])
     outcomes = []
     for b in tqdm(range(x.shape[0]), desc="milp", unit="example", leave=False, disable=not progress):
         start = time.perf_counter()
-        relu_bounds = {k: (low[b], high[b]) for k, (low, high) in state.pre_activation.items()}
-        encoding = MILPEncoding(matrices, lower[b], upper[b], relu_bounds)
+        bounds = {k: (low[b], high[b]) for k, (low, high) in relu_bounds.items()}
+        encoding = MILPEncoding(matrices, lower[b], upper[b], bounds)
         rows = (
             range(spec.shape[1])
             if margin_lower is None
