@@ -196,7 +196,7 @@ class _Problem:
         bounds = {k: (low[0], high[0]) for k, (low, high) in self.relu_bounds(domain).items()}
         matrices = self.network_matrices()
         encoding = MILPEncoding(matrices, self.lower[index], self.upper[index], bounds, inactive_rows=True)
-        spec_row = self.spec[index, row].double().numpy()
+        spec_row = self.spec[index, row].double().cpu().numpy()
         verdict, point = minimise_row(encoding.solver(), encoding, spec_row, max(time_limit, 1e-3))
         if verdict != FALSIFIED:
             return verdict, None

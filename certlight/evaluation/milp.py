@@ -94,7 +94,7 @@ def _affine_matrix(layer: nn.Module, shape: torch.Size) -> tuple[sparse.csr_matr
     n = shape.numel()
     with torch.no_grad():
         basis = torch.cat([torch.zeros(1, n), torch.eye(n)]).view(n + 1, *shape).double()
-        out = copy.deepcopy(layer).double().eval()(basis).flatten(1)
+        out = copy.deepcopy(layer).cpu().double().eval()(basis).flatten(1)
     bias = out[0]
     return sparse.csr_matrix((out[1:] - bias).T.numpy()), bias.numpy()
 
@@ -132,7 +132,7 @@ class MILPEncoding:
         self.relu_bounds = relu_bounds
         self.blocks = 0
         n = matrices.shape.numel()
-        self.input_columns = self.model.columns(lower.flatten().double().numpy(), upper.flatten().double().numpy())
+        self.input_columns = self.model.columns(*(b.flatten().double().cpu().numpy() for b in (lower, upper)))
         start = _Expr({self._block(): (self.input_columns, sparse.identity(n, format="csr"))}, np.zeros(n))
         self.logits = self._walk(matrices.net, (), matrices.shape, start)
 
@@ -162,7 +162,7 @@ class MILPEncoding:
         """y = ReLU(x): y = x where the input is surely positive, y = 0 where surely negative,
         and for an unstable neuron (l < 0 < u) with gate z in {0, 1}:
         y >= x, y <= x - l (1 - z), y <= u z (and y >= 0 from its bounds)."""
-        low, high = (b.detach().flatten().double().numpy() for b in self.relu_bounds[key])
+        low, high = (b.detach().flatten().double().cpu().numpy() for b in self.relu_bounds[key])
         # The bounds are float32 and tight: a real input can sit on one (a corner attains a
         # linear bound), and HiGHS then cut it off within its tolerances. Widened a little they
         # stay sound and the encoding stays exact.
@@ -276,7 +276,7 @@ def milp_verify(
                 break
             # A fresh solver per row: HiGHS re-run on the same instance with a new objective and
             # objective bound answered "verified" for rows a fresh instance falsifies.
-            verdict, point = minimise_row(encoding.solver(), encoding, spec[b, j].numpy(), left)
+            verdict, point = minimise_row(encoding.solver(), encoding, spec[b, j].cpu().numpy(), left)
             if verdict == FALSIFIED:
                 candidate = confirmed_counterexample(net, torch.as_tensor(point), y[b], lower[b], upper[b])
                 outcome = Outcome(FALSIFIED, candidate) if candidate is not None else Outcome(UNKNOWN)

@@ -25,7 +25,7 @@ class Outcome:
 def confirmed_counterexample(net: nn.Module, point: torch.Tensor, label: int, lower, upper) -> torch.Tensor | None:
     """``point`` clipped into the box ``[lower, upper]`` if a plain forward pass of the network
     misclassifies it there, else None: a solver's or a bound's candidate is only a candidate."""
-    candidate = point.to(lower.dtype).view_as(lower).clamp(lower, upper)
+    candidate = point.to(lower).view_as(lower).clamp(lower, upper)  # a solver's point is on the CPU
     with torch.no_grad():
         logits = net(candidate.unsqueeze(0))[0]
     return candidate if int(logits.argmax()) != int(label) else None
