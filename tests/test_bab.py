@@ -169,11 +169,11 @@ def test_what_the_search_leaves_the_exact_milp_decides_within_the_time_limit(nam
         return domains, corners
 
     monkeypatch.setattr(bab_module, "bound_domains", never_closing)
-    search = bab_verify(net, x, y, lower, upper, options=BaBOptions(timeout=2, milp_share=0))
+    search = bab_verify(net, x, y, lower, upper, options=BaBOptions(timeout=1.5, milp_share=0))
     assert [o.verdict for o in search] == [UNKNOWN if v == VERIFIED else v for v in exact]
-    handed = bab_verify(net, x, y, lower, upper, options=BaBOptions(timeout=20, milp_share=0.9))
+    handed = bab_verify(net, x, y, lower, upper, options=BaBOptions(timeout=5, milp_share=0.9))
     assert [o.verdict for o in handed] == exact
-    assert all(o.seconds < 20 for o in handed)
+    assert all(o.seconds < 5 for o in handed)
 
 
 def well_network() -> nn.Sequential:
