@@ -29,9 +29,8 @@ other examples of its batch.
 An example the search has not decided within ``1 - milp_share`` of its time is handed, with the
 rest of its time, to the exact MILP (:mod:`certlight.evaluation.milp`) on the margin rows whose
 domains are still open, as α,β-CROWN hands its hardest properties to a MIP solver: on
-IBP-trained DM-small nets the MILP decides in seconds images whose domains the search splits
-for a minute (results/verification.md), while the search's attack and batched bounds decide the
-rest faster than the MILP would.
+DM-small nets the MILP decides most of the images the search leaves, while the search's attack
+and batched bounds decide the others faster than the MILP would (results/verification.md).
 """
 
 from __future__ import annotations
